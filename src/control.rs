@@ -1,0 +1,306 @@
+//! Operations on an instance from outside the supervisor: start a detached supervisor, stop,
+//! restart, status. Status is a pure read; only start/stop/restart change anything.
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::Signal;
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::instance::Instance;
+use crate::logs;
+use crate::state::{Phase, State};
+
+/// What `status` sees: the state file (if any) and whether its processes are really alive.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub instance: Instance,
+    pub state: Option<State>,
+    pub supervisor_alive: bool,
+    pub server_alive: bool,
+}
+
+impl Status {
+    /// Running and ready to take connections.
+    pub fn is_ready(&self) -> bool {
+        self.supervisor_alive
+            && self.server_alive
+            && self.state.as_ref().is_some_and(|s| s.state == Phase::Running)
+    }
+
+    /// The phase as a person should read it: a state file whose supervisor is dead says
+    /// nothing about the present.
+    pub fn phase(&self) -> Phase {
+        match &self.state {
+            Some(s) if self.supervisor_alive => s.state,
+            Some(s) if s.state == Phase::Failed => Phase::Failed,
+            _ => Phase::Stopped,
+        }
+    }
+}
+
+/// Reads the instance's status. No side effects: nothing is created, locked or removed.
+pub fn status(cfg: &Config) -> Result<Status> {
+    let instance = Instance::new(&cfg.data_dir);
+    let state = State::read(&instance.state_file())?;
+    let supervisor_alive = state.as_ref().is_some_and(|s| s.supervisor_alive());
+    let server_alive = state.as_ref().is_some_and(|s| s.server_alive());
+    Ok(Status {
+        instance,
+        state,
+        supervisor_alive,
+        server_alive,
+    })
+}
+
+/// Holds the start lock (an flock released on drop or death).
+struct StartLock(#[allow(dead_code)] Flock<File>);
+
+/// Takes the instance's start lock, waiting at most `timeout`: a stuck start must never hang
+/// every other client forever.
+fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
+    let path = instance.start_lock();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .at(&path)?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(StartLock(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(Error::Timeout {
+                    what: format!("the start lock {} (another start is stuck)", path.display()),
+                    waited: timeout,
+                })
+            }
+            Err((_, e)) => return Err(Error::io(&path, e.into())),
+        }
+    }
+}
+
+fn start_deadline(cfg: &Config) -> Duration {
+    // Room for stopping an orphan first, then a full ready timeout.
+    cfg.server.ready_timeout + cfg.server.stop_timeout + Duration::from_secs(5)
+}
+
+/// Ensures a server is running for this config's data dir: starts a detached supervisor if
+/// none runs, and returns once the server is ready. Racing calls (any number of processes)
+/// launch one supervisor.
+pub async fn start(cfg: &Config) -> Result<State> {
+    let instance = Instance::new(&cfg.data_dir);
+    instance.ensure_dirs()?;
+    let total = start_deadline(cfg);
+    let lock = lock_start(&instance, total)?;
+    let st = status(cfg)?;
+    if st.is_ready() {
+        return st.state.ok_or(Error::NotRunning {
+            data_dir: instance.data_dir().to_path_buf(),
+        });
+    }
+    let mut child = if st.supervisor_alive {
+        // A supervisor is already at work (starting or in backoff): wait for it.
+        None
+    } else {
+        Some(spawn_supervisor(cfg, &instance)?)
+    };
+    let result = wait_ready(cfg, &instance, child.as_mut(), None, total).await;
+    drop(lock);
+    if let Some(c) = child {
+        reap_in_background(c);
+    }
+    result
+}
+
+/// Re-executes this program as `doltctl run` in a new session, detached from the terminal.
+fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().at("current executable")?;
+    let log_path = instance.supervisor_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .at(&log_path)?;
+    let mut cmd = std::process::Command::new(&exe);
+    if let Some(src) = &cfg.source {
+        cmd.arg("--config").arg(src);
+    }
+    cmd.arg("--data-dir")
+        .arg(instance.data_dir())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if cfg.server.read_only {
+        cmd.arg("--read-only");
+    }
+    // setsid in the child between fork and exec (async-signal-safe): a new session, so the
+    // terminal's signals and hangup never reach the supervisor.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    cmd.spawn().map_err(|e| Error::io(exe, e))
+}
+
+/// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.
+fn reap_in_background(mut child: std::process::Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}
+
+/// Waits until the state file says running with a live server (and, if `not_server` is set,
+/// a different server than that pid), or the start failed.
+async fn wait_ready(
+    cfg: &Config,
+    instance: &Instance,
+    mut child: Option<&mut std::process::Child>,
+    not_server: Option<i32>,
+    timeout: Duration,
+) -> Result<State> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = status(cfg)?;
+        let fresh = st
+            .state
+            .as_ref()
+            .and_then(|s| s.server.as_ref())
+            .is_some_and(|p| Some(p.pid) != not_server);
+        if st.is_ready() && fresh {
+            if let Some(s) = st.state {
+                return Ok(s);
+            }
+        }
+        if let Some(s) = &st.state {
+            if st.supervisor_alive && s.state == Phase::Failed {
+                return Err(Error::ServerFailed {
+                    state: s.state.to_string(),
+                    last_error: s.last_error.clone(),
+                    log_tail: s.log_tail.clone(),
+                });
+            }
+        }
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                let last_error = st
+                    .state
+                    .as_ref()
+                    .filter(|s| !s.supervisor_alive())
+                    .and_then(|s| s.last_error.clone())
+                    .or_else(|| last_lines(&instance.supervisor_log(), 5));
+                return Err(Error::SupervisorExited {
+                    data_dir: instance.data_dir().to_path_buf(),
+                    status: crate::dolt::describe_exit(status),
+                    last_error,
+                });
+            }
+        }
+        if Instant::now() >= deadline {
+            let tail = logs::read_tail(&instance.server_log(), cfg.logs.keep, 10).unwrap_or_default();
+            return Err(Error::NotReady {
+                host: cfg.server.host.clone(),
+                port: st.state.as_ref().map_or(0, |s| s.port),
+                waited: timeout,
+                last_error: st
+                    .state
+                    .and_then(|s| s.last_error)
+                    .unwrap_or_else(|| "still starting".into()),
+                log_tail: tail,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn last_lines(path: &Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+    (!tail.is_empty()).then_some(tail)
+}
+
+/// What `stop` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Nothing was running.
+    NotRunning,
+    /// The supervisor stopped the server and exited.
+    Stopped,
+}
+
+/// Stops the supervisor and its server; returns once both are gone.
+pub async fn stop(cfg: &Config) -> Result<Stopped> {
+    let instance = Instance::new(&cfg.data_dir);
+    if !instance.state_file().exists() {
+        return Ok(Stopped::NotRunning);
+    }
+    let _lock = lock_start(&instance, start_deadline(cfg))?;
+    let st = status(cfg)?;
+    let Some(mut state) = st.state else {
+        return Ok(Stopped::NotRunning);
+    };
+    let mut did = false;
+    if let Some(sup) = state.supervisor.clone().filter(|s| s.is_running()) {
+        did = true;
+        sup.signal(Signal::SIGTERM)?;
+        // The supervisor itself escalates to SIGKILL after stop_timeout.
+        if !sup.wait_gone(cfg.server.stop_timeout + Duration::from_secs(15)).await {
+            tracing::warn!(pid = sup.pid, "supervisor did not exit; killing it");
+            let _ = sup.signal(Signal::SIGKILL);
+            sup.wait_gone(Duration::from_secs(5)).await;
+        }
+        state = State::read(&instance.state_file())?.unwrap_or(state);
+    }
+    // A server left behind (its supervisor was killed) is an orphan of ours.
+    if let Some(server) = state.server.clone().filter(|s| s.is_running()) {
+        did = true;
+        server.terminate(cfg.server.stop_timeout).await?;
+    }
+    if state.state != Phase::Stopped || state.server.is_some() {
+        state.state = Phase::Stopped;
+        state.server = None;
+        state.updated_at = crate::state::now_rfc3339();
+        state.write(&instance.state_file())?;
+    }
+    Ok(if did { Stopped::Stopped } else { Stopped::NotRunning })
+}
+
+/// Restarts the server: through the running supervisor (which also leaves `failed`), or by
+/// starting one.
+pub async fn restart(cfg: &Config) -> Result<State> {
+    let instance = Instance::new(&cfg.data_dir);
+    let st = status(cfg)?;
+    let sup = st.state.as_ref().and_then(|s| s.supervisor.clone());
+    match sup.filter(|s| s.is_running()) {
+        Some(sup) => {
+            let old = st.state.as_ref().and_then(|s| s.server.as_ref().map(|p| p.pid));
+            let old_update = st.state.as_ref().map(|s| s.updated_at.clone());
+            sup.signal(Signal::SIGUSR1)?;
+            // Judge only states written after the signal was handled, not the old one.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && State::read(&instance.state_file())?.map(|s| s.updated_at) == old_update
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            wait_ready(cfg, &instance, None, old, start_deadline(cfg)).await
+        }
+        None => start(cfg).await,
+    }
+}

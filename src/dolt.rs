@@ -1,0 +1,221 @@
+//! The `dolt sql-server` process: finding the binary, the generated config, the launch in its
+//! own process group, and pumping its output into the server log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::instance::Instance;
+use crate::logs::{ServerLog, Source};
+use crate::procinfo::ProcessIdentity;
+use crate::state::write_atomic;
+
+/// The dolt binary: `DOLT_BIN`/`[server] dolt_bin` as a path, or looked up on PATH.
+pub fn resolve_binary(cfg: &Config) -> Result<PathBuf> {
+    let name = &cfg.server.dolt_bin;
+    let found = if name.contains('/') {
+        let p = PathBuf::from(name);
+        p.is_file().then_some(p)
+    } else {
+        which::which(name).ok()
+    };
+    found.ok_or_else(|| Error::DoltNotFound {
+        tried: if name.contains('/') {
+            name.clone()
+        } else {
+            format!("{name:?} on PATH")
+        },
+    })
+}
+
+/// The environment every dolt command doltctl runs gets: no metrics child, and a root path
+/// doltctl owns unless the caller chose one (so a missing HOME never breaks dolt).
+pub fn dolt_env(instance: &Instance) -> Vec<(String, String)> {
+    let root = std::env::var("DOLT_ROOT_PATH")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| instance.dolt_root().to_string_lossy().into_owned());
+    vec![
+        ("DOLT_DISABLE_EVENT_FLUSH".into(), "1".into()),
+        ("DOLT_ROOT_PATH".into(), root),
+    ]
+}
+
+/// Prepares the root path doltctl owns: a global config with metrics disabled.
+fn prepare_dolt_root(instance: &Instance) -> Result<()> {
+    if std::env::var_os("DOLT_ROOT_PATH").is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let dir = instance.dolt_root().join(".dolt");
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let global = dir.join("config_global.json");
+    if !global.exists() {
+        write_atomic(&global, br#"{"metrics.disabled":"true"}"#)?;
+    }
+    Ok(())
+}
+
+/// `dolt version`, e.g. "2.2.0".
+pub async fn version(bin: &Path, instance: &Instance) -> Result<String> {
+    let out = Command::new(bin)
+        .arg("version")
+        .envs(dolt_env(instance))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::DoltBinary {
+            bin: bin.into(),
+            message: format!("cannot run: {e}"),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("dolt version "))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| Error::DoltBinary {
+            bin: bin.into(),
+            message: format!(
+                "`dolt version` printed no version (exit {}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+}
+
+/// What one launch uses.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub bin: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub socket: PathBuf,
+}
+
+/// Writes the server's YAML config into the runtime dir. JSON is valid YAML, so it is written
+/// as JSON. With `--config`, Dolt takes everything from the file, so every setting is here.
+pub fn write_config(cfg: &Config, instance: &Instance, spec: &LaunchSpec) -> Result<PathBuf> {
+    let doc = json!({
+        "log_level": cfg.server.log_level.as_dolt_arg(),
+        "behavior": { "read_only": cfg.server.read_only },
+        "listener": {
+            "host": spec.host,
+            "port": spec.port,
+            "socket": spec.socket,
+            "max_connections": cfg.server.max_connections,
+        },
+        "data_dir": instance.data_dir(),
+    });
+    let path = instance.dolt_config();
+    let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::ConfigValue(e.to_string()))?;
+    write_atomic(&path, &text)?;
+    Ok(path)
+}
+
+/// A launched server: our child, in its own process group.
+pub struct DoltChild {
+    pub child: Child,
+    pub identity: ProcessIdentity,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+pub fn launch(
+    cfg: &Config,
+    instance: &Instance,
+    spec: &LaunchSpec,
+    log: &Arc<ServerLog>,
+) -> Result<DoltChild> {
+    prepare_dolt_root(instance)?;
+    let config = write_config(cfg, instance, spec)?;
+    let mut cmd = Command::new(&spec.bin);
+    cmd.arg("sql-server")
+        .arg("--config")
+        .arg(&config)
+        .args(&cfg.server.extra_args)
+        .current_dir(instance.data_dir())
+        .envs(dolt_env(instance))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so stop signals reach everything it spawns and a terminal's
+        // Ctrl-C reaches only the supervisor, which then stops it in order.
+        .process_group(0)
+        // Safety net if the supervisor unwinds without stopping it.
+        .kill_on_drop(true);
+    log.event(&format!(
+        "launching {} sql-server --config {} {} (port {})",
+        spec.bin.display(),
+        config.display(),
+        cfg.server.extra_args.join(" "),
+        spec.port
+    ));
+    let mut child = cmd.spawn().map_err(|e| Error::DoltBinary {
+        bin: spec.bin.clone(),
+        message: format!("cannot start: {e}"),
+    })?;
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
+    // spawn() returns after exec, so /proc shows dolt's own command line already.
+    let identity = ProcessIdentity::of(pid).ok_or_else(|| Error::Process {
+        pid,
+        message: "exited immediately after launch".into(),
+    })?;
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(pump(out, log.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(pump(err, log.clone()));
+    }
+    Ok(DoltChild {
+        child,
+        identity,
+        pumps,
+    })
+}
+
+fn pump(r: impl AsyncRead + Unpin + Send + 'static, log: Arc<ServerLog>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.line(Source::Dolt, &l);
+        }
+    })
+}
+
+impl DoltChild {
+    pub fn pid(&self) -> i32 {
+        self.identity.pid
+    }
+
+    /// Waits (briefly) for the output pumps to drain after the process exited, so the last
+    /// lines it printed are in the log before they are reported.
+    pub async fn drain(&mut self) {
+        for p in self.pumps.drain(..) {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), p).await;
+        }
+    }
+
+    /// Signals the whole process group. The child is ours and not yet reaped, so its pid (and
+    /// group id) cannot have been reused.
+    pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+}
+
+/// Describes an exit status the way a person reads it.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => match nix::sys::signal::Signal::try_from(s) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("killed by signal {s}"),
+        },
+        _ => "unknown status".into(),
+    }
+}

@@ -1,0 +1,155 @@
+//! The library's error type. Every variant carries the thing it is about (file, pid, port,
+//! database) so a message can be acted on without reading logs.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config {path}:{line}:{column}: {key}: {message}")]
+    Config {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+
+    #[error("config: {0}")]
+    ConfigValue(String),
+
+    #[error("state file {path} is not valid: {message}; it is rewritten by the next `doltctl start` (move it aside if you want to keep it)")]
+    StateFile { path: PathBuf, message: String },
+
+    #[error("dolt binary not found ({tried}); run scripts/install-dolt.sh, or set DOLT_BIN or [server] dolt_bin")]
+    DoltNotFound { tried: String },
+
+    #[error("{bin}: {message}")]
+    DoltBinary { bin: PathBuf, message: String },
+
+    #[error(
+        "database {database:?} is locked by another process: pid {pid} ({cmdline}) holds {lock}; \
+         doltctl never touches processes it did not start: stop that process, or point doltctl at another data dir"
+    )]
+    LockedByForeign {
+        database: String,
+        lock: PathBuf,
+        pid: i32,
+        cmdline: String,
+    },
+
+    #[error(
+        "database {database:?} is locked ({lock}) by a process doltctl cannot identify \
+         (not visible in /proc/locks); stop the other dolt process using this data dir"
+    )]
+    LockedByUnknown { database: String, lock: PathBuf },
+
+    #[error("a dolt sql-server not started by doltctl is running on {data_dir} (pid {pid}: {cmdline}); stop it first")]
+    ForeignServer {
+        data_dir: PathBuf,
+        pid: i32,
+        cmdline: String,
+    },
+
+    #[error("port {host}:{port} is already in use{}; choose another [server] port or stop that process", holder_text(.holder))]
+    PortInUse {
+        host: String,
+        port: u16,
+        holder: Option<(i32, String)>,
+    },
+
+    #[error("another doltctl supervisor (pid {pid}) is already running for {data_dir}")]
+    AlreadyRunning { data_dir: PathBuf, pid: i32 },
+
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Timeout {
+        what: String,
+        waited: std::time::Duration,
+    },
+
+    #[error("dolt sql-server exited before it was ready ({status}){}", tail_text(.log_tail))]
+    ExitedBeforeReady {
+        status: String,
+        log_tail: Vec<String>,
+    },
+
+    #[error("dolt sql-server did not become ready within {waited:?} on {host}:{port}: {last_error}{}", tail_text(.log_tail))]
+    NotReady {
+        host: String,
+        port: u16,
+        waited: std::time::Duration,
+        last_error: String,
+        log_tail: Vec<String>,
+    },
+
+    #[error("the server is in state {state}: {}{}", .last_error.as_deref().unwrap_or("no error recorded"), tail_text(.log_tail))]
+    ServerFailed {
+        state: String,
+        last_error: Option<String>,
+        log_tail: Vec<String>,
+    },
+
+    #[error("no doltctl server is running for {data_dir}; start one with `doltctl start`")]
+    NotRunning { data_dir: PathBuf },
+
+    #[error("supervisor for {data_dir} exited during start ({status}){}", .last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    SupervisorExited {
+        data_dir: PathBuf,
+        status: String,
+        last_error: Option<String>,
+    },
+
+    #[error("process {pid}: {message}")]
+    Process { pid: i32, message: String },
+
+    #[error("mysql on {host}:{port}: {source}")]
+    Mysql {
+        host: String,
+        port: u16,
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+fn holder_text(holder: &Option<(i32, String)>) -> String {
+    match holder {
+        Some((pid, cmd)) => format!(" by pid {pid} ({cmd})"),
+        None => String::new(),
+    }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\nlast log lines:\n  {}", tail.join("\n  "))
+    }
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attaches a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,144 @@
+//! The files of one doltctl instance (one data dir). Runtime files live in
+//! `<data_dir>/.doltctl/` (mode 0700); Dolt's own files are only ever read.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+pub const RUNTIME_DIR_NAME: &str = ".doltctl";
+/// A unix socket path must fit in `sun_path` (108 bytes including the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    data_dir: PathBuf,
+    runtime_dir: PathBuf,
+}
+
+impl Instance {
+    /// `data_dir` should be absolute; it is canonicalised when it exists so that two spellings
+    /// of one directory are one instance.
+    pub fn new(data_dir: &Path) -> Instance {
+        let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let runtime_dir = data_dir.join(RUNTIME_DIR_NAME);
+        Instance {
+            data_dir,
+            runtime_dir,
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.runtime_dir.join("state.json")
+    }
+    /// Held (flock) by the supervisor for its whole life.
+    pub fn supervisor_lock(&self) -> PathBuf {
+        self.runtime_dir.join("supervisor.lock")
+    }
+    /// Held by `start` while it checks for and launches a supervisor, so that racing starts
+    /// launch one.
+    pub fn start_lock(&self) -> PathBuf {
+        self.runtime_dir.join("start.lock")
+    }
+    /// Dolt's output and the supervisor's events, rotated by size.
+    pub fn server_log(&self) -> PathBuf {
+        self.runtime_dir.join("server.log")
+    }
+    /// stderr of a detached supervisor (panics, early errors).
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.runtime_dir.join("supervisor.log")
+    }
+    pub fn dolt_config(&self) -> PathBuf {
+        self.runtime_dir.join("dolt-config.yaml")
+    }
+    /// `DOLT_ROOT_PATH` for the server when the environment gives none, so the user's HOME is
+    /// never needed.
+    pub fn dolt_root(&self) -> PathBuf {
+        self.runtime_dir.join("dolt-root")
+    }
+    /// Dolt's `PID:PORT:SECRET` file at the data dir root.
+    pub fn dolt_server_info(&self) -> PathBuf {
+        self.data_dir.join(".dolt").join("sql-server.info")
+    }
+
+    /// The server's unix socket: in the runtime dir, or, when that path is too long for a unix
+    /// socket, in a per-user directory under /tmp named after a hash of the data dir.
+    pub fn socket(&self) -> PathBuf {
+        let p = self.runtime_dir.join("mysql.sock");
+        if p.as_os_str().len() <= MAX_SOCKET_PATH {
+            return p;
+        }
+        let uid = nix::unistd::getuid();
+        PathBuf::from(format!("/tmp/doltctl-{uid}")).join(format!("{:016x}.sock", self.hash()))
+    }
+
+    /// A stable 64-bit hash of the data dir path (FNV-1a: fixed across Rust versions, unlike
+    /// `DefaultHasher`).
+    pub fn hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in self.data_dir.as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h
+    }
+
+    /// Creates the data dir and the runtime dir (0700). Only for commands that start things.
+    pub fn ensure_dirs(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.data_dir).at(&self.data_dir)?;
+        make_private_dir(&self.runtime_dir)?;
+        let sock = self.socket();
+        if let Some(dir) = sock.parent() {
+            if dir != self.runtime_dir {
+                make_private_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn make_private_dir(dir: &Path) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::metadata(dir).at(dir)?;
+            if meta.permissions().mode() & 0o777 != 0o700 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).at(dir)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(crate::error::Error::io(dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_data_dirs_get_a_short_socket() {
+        let long = "/tmp/".to_string() + &"x".repeat(120);
+        let inst = Instance::new(Path::new(&long));
+        assert!(inst.socket().as_os_str().len() <= MAX_SOCKET_PATH);
+        let short = Instance::new(Path::new("/srv/db"));
+        assert_eq!(short.socket(), PathBuf::from("/srv/db/.doltctl/mysql.sock"));
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(
+            Instance::new(Path::new("/srv/db")).hash(),
+            Instance::new(Path::new("/srv/db")).hash()
+        );
+        assert_ne!(
+            Instance::new(Path::new("/srv/db")).hash(),
+            Instance::new(Path::new("/srv/db2")).hash()
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Who holds Dolt's locks. Dolt keeps an empty `LOCK` file per store (`.dolt/noms/LOCK`, also
+//! under `noms/oldgen/` and `.dolt/stats/`) and holds `flock(LOCK_EX)` on it while the database
+//! is open. The kernel drops the lock when the holder dies, so a LOCK file left by `kill -9` is
+//! harmless. Deleting a LOCK file a live process holds corrupts the journal, so this module only
+//! ever opens LOCK files read-only, never creates, truncates or removes them.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{IoContext, Result};
+
+/// A database under a data dir: the data dir itself or a direct sub-directory holding `.dolt/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody holds the lock (a stale LOCK file is fine).
+    Free,
+    /// A live process holds it; `pid` is `None` when `/proc/locks` does not show it (another
+    /// pid namespace).
+    Held { pid: Option<i32> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoltLock {
+    pub database: String,
+    pub path: PathBuf,
+    pub holder: Holder,
+}
+
+/// Databases Dolt would serve from `data_dir` (it scans at start only, the same way).
+pub fn databases(data_dir: &Path) -> Result<Vec<Database>> {
+    let mut out = Vec::new();
+    if data_dir.join(".dolt").join("noms").is_dir() {
+        let name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Database {
+            name,
+            dir: data_dir.to_path_buf(),
+        });
+    }
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(crate::error::Error::io(data_dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.at(data_dir)?;
+        let dir = entry.path();
+        if dir.join(".dolt").is_dir() {
+            out.push(Database {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                dir,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Every `LOCK` file inside a database's `.dolt/` (bounded depth: they sit at most a few
+/// levels down, and a data dir may hold large trees).
+pub fn lock_files(db_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(&db_dir.join(".dolt"), 5, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() && depth > 0 {
+            walk(&entry.path(), depth - 1, out);
+        } else if ft.is_file() && entry.file_name() == "LOCK" {
+            out.push(entry.path());
+        }
+    }
+}
+
+/// Inspects every Dolt lock under `data_dir`.
+pub fn inspect(data_dir: &Path) -> Result<Vec<DoltLock>> {
+    let mut out = Vec::new();
+    for db in databases(data_dir)? {
+        for path in lock_files(&db.dir) {
+            let holder = probe(&path)?;
+            out.push(DoltLock {
+                database: db.name.clone(),
+                path,
+                holder,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Tests a LOCK file with a non-blocking exclusive flock, released at once. Opened read-only
+/// and without O_CREAT: flock does not need write access, and a missing file stays missing.
+pub fn probe(path: &Path) -> Result<Holder> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holder::Free),
+        Err(e) => return Err(crate::error::Error::io(path, e)),
+    };
+    let meta = file.metadata().at(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            // Unlock right away: Dolt waits only 100 ms for this lock before it silently
+            // opens the database read-only.
+            drop(lock);
+            Ok(Holder::Free)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(Holder::Held {
+            pid: holder_pid(meta.dev(), meta.ino()),
+        }),
+        Err((_, e)) => Err(crate::error::Error::io(path, e.into())),
+    }
+}
+
+/// Finds the pid holding a FLOCK on (dev, ino) in `/proc/locks`.
+pub fn holder_pid(dev: u64, ino: u64) -> Option<i32> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let major = nix::sys::stat::major(dev);
+    let minor = nix::sys::stat::minor(dev);
+    parse_proc_locks(&text, major, minor, ino)
+}
+
+/// `/proc/locks` rows: `1: FLOCK  ADVISORY  WRITE 12345 fd:01:1234567 0 EOF`; rows with `->`
+/// are waiters, not holders. Device numbers are printed in hex.
+fn parse_proc_locks(text: &str, major: u64, minor: u64, ino: u64) -> Option<i32> {
+    for line in text.lines() {
+        if line.contains("->") {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            continue;
+        }
+        let mut id = f[5].split(':');
+        let (Some(ma), Some(mi), Some(i)) = (id.next(), id.next(), id.next()) else {
+            continue;
+        };
+        let same = u64::from_str_radix(ma, 16).ok() == Some(major)
+            && u64::from_str_radix(mi, 16).ok() == Some(minor)
+            && i.parse::<u64>().ok() == Some(ino);
+        if same {
+            return f[4].parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_locks_rows() {
+        let text = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 fd:01:777 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 5555 fd:01:777 0 EOF\n";
+        assert_eq!(parse_proc_locks(text, 0xfd, 1, 777), Some(4242));
+        assert_eq!(parse_proc_locks(text, 0xfd, 1, 778), None);
+    }
+
+    #[test]
+    fn probe_sees_a_held_flock_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("LOCK");
+        std::fs::write(&lock, "").unwrap();
+        let ino = std::fs::metadata(&lock).unwrap().ino();
+        assert_eq!(probe(&lock).unwrap(), Holder::Free);
+        // flock locks belong to the open file description: a second open in this process
+        // conflicts with the first, as another process would.
+        let held = Flock::lock(File::open(&lock).unwrap(), FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        assert_eq!(
+            probe(&lock).unwrap(),
+            Holder::Held {
+                pid: Some(std::process::id() as i32)
+            }
+        );
+        drop(held);
+        assert_eq!(probe(&lock).unwrap(), Holder::Free);
+        // The file is untouched.
+        assert_eq!(std::fs::metadata(&lock).unwrap().ino(), ino);
+    }
+
+    #[test]
+    fn finds_root_and_child_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/.dolt/noms")).unwrap();
+        std::fs::create_dir_all(dir.path().join("b/.dolt/noms/oldgen")).unwrap();
+        std::fs::create_dir_all(dir.path().join("notadb")).unwrap();
+        std::fs::write(dir.path().join("b/.dolt/noms/LOCK"), "").unwrap();
+        std::fs::write(dir.path().join("b/.dolt/noms/oldgen/LOCK"), "").unwrap();
+        let dbs = databases(dir.path()).unwrap();
+        let names: Vec<_> = dbs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(lock_files(&dbs[1].dir).len(), 2);
+    }
+}

@@ -1,0 +1,162 @@
+//! Port choice and checks. Dolt's listener sets SO_REUSEPORT, so it happily starts on a port
+//! another server already serves: doltctl checks that a port is free itself before a launch.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+
+use crate::config::PortSetting;
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+use crate::procinfo;
+
+/// Range for `auto` ports: below the usual ephemeral range (32768+), above most well-known
+/// services.
+const AUTO_BASE: u16 = 20000;
+const AUTO_SPAN: u16 = 10000;
+
+fn addr(host: &str, port: u16) -> Option<SocketAddr> {
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+/// True if nothing listens on host:port (checked by binding it without SO_REUSEPORT, which a
+/// Dolt listener would need us to have to share it).
+pub fn is_free(host: &str, port: u16) -> bool {
+    match addr(host, port) {
+        Some(a) => TcpListener::bind(a).is_ok(),
+        None => false,
+    }
+}
+
+/// The stable preferred `auto` port of a data dir.
+pub fn preferred_port(instance: &Instance) -> u16 {
+    AUTO_BASE + (instance.hash() % u64::from(AUTO_SPAN)) as u16
+}
+
+/// A port the OS says is free now.
+pub fn os_free_port(host: &str) -> Result<u16> {
+    let a = addr(host, 0).ok_or_else(|| Error::ConfigValue(format!("cannot resolve host {host:?}")))?;
+    let l = TcpListener::bind(a).map_err(|e| Error::io(format!("bind {host}:0"), e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io(format!("bind {host}:0"), e))
+}
+
+/// Picks the port for the next launch. `auto`: the previous port if still free (clients keep
+/// their URL across restarts), else the data dir's preferred port, else any free port.
+pub fn choose(setting: PortSetting, host: &str, instance: &Instance, previous: Option<u16>) -> Result<u16> {
+    match setting {
+        PortSetting::Fixed(p) => {
+            if is_free(host, p) {
+                Ok(p)
+            } else {
+                Err(Error::PortInUse {
+                    host: host.into(),
+                    port: p,
+                    holder: holder(p),
+                })
+            }
+        }
+        PortSetting::Auto => {
+            for p in previous.into_iter().chain([preferred_port(instance)]) {
+                if p != 0 && is_free(host, p) {
+                    return Ok(p);
+                }
+            }
+            os_free_port(host)
+        }
+    }
+}
+
+/// Who listens on a TCP port: (pid, command line), found through the socket's inode in
+/// `/proc/net/tcp{,6}` and the processes' fd tables. `None` if it cannot be seen.
+pub fn holder(port: u16) -> Option<(i32, String)> {
+    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| listening_inodes(&t, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if let Some(ino) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                if ino.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+                    return Some((pid, procinfo::describe(pid)));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Inodes of sockets in state LISTEN (0A) on `port` in a `/proc/net/tcp` table.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = f.get(1)?;
+            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (p == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// True for loopback addresses and names that resolve only to loopback.
+pub fn is_local_host(host: &str) -> bool {
+    if host == "localhost" {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_is_found_with_its_pid() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(!is_free("127.0.0.1", port));
+        let (pid, _) = holder(port).expect("holder");
+        assert_eq!(pid, std::process::id() as i32);
+        drop(l);
+        assert!(is_free("127.0.0.1", port));
+    }
+
+    #[test]
+    fn parses_proc_net_tcp() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                 0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 55555 1\n\
+                 1: 0100007F:1F90 0100007F:AAAA 01 00000000:00000000 00:00000000 00000000     0        0 66666 1\n";
+        assert_eq!(listening_inodes(t, 8080), vec![55555]);
+    }
+
+    #[test]
+    fn fixed_port_in_use_names_holder() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let inst = Instance::new(std::path::Path::new("/nonexistent/x"));
+        let err = choose(PortSetting::Fixed(port), "127.0.0.1", &inst, None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        // auto moves on to another port.
+        let p = choose(PortSetting::Auto, "127.0.0.1", &inst, Some(port)).unwrap();
+        assert_ne!(p, port);
+    }
+}
