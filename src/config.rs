@@ -76,9 +76,10 @@ pub struct HealthConfig {
     pub max_missed: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortSetting {
     /// A stable preferred port derived from the data dir, else a free one.
+    #[default]
     Auto,
     Fixed(u16),
 }
@@ -164,12 +165,6 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(2),
             max_missed: 3,
         }
-    }
-}
-
-impl Default for PortSetting {
-    fn default() -> Self {
-        PortSetting::Auto
     }
 }
 
@@ -359,10 +354,7 @@ impl Config {
 }
 
 fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Error {
-    let (line, column) = e
-        .span()
-        .map(|s| line_col(text, s.start))
-        .unwrap_or((0, 0));
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
     Error::Config {
         path: path.to_path_buf(),
         line,
@@ -379,7 +371,10 @@ fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Error 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 

@@ -31,7 +31,10 @@ impl Status {
     pub fn is_ready(&self) -> bool {
         self.supervisor_alive
             && self.server_alive
-            && self.state.as_ref().is_some_and(|s| s.state == Phase::Running)
+            && self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.state == Phase::Running)
     }
 
     /// The phase as a person should read it: a state file whose supervisor is dead says
@@ -57,6 +60,23 @@ pub fn status(cfg: &Config) -> Result<Status> {
         supervisor_alive,
         server_alive,
     })
+}
+
+/// Like [`status`], but a malformed state file counts as none: `start` replaces it (the
+/// supervisor lock, not the state file, is what keeps supervisors unique).
+fn status_for_start(cfg: &Config) -> Result<Status> {
+    match status(cfg) {
+        Err(e @ Error::StateFile { .. }) => {
+            tracing::warn!("{e}");
+            Ok(Status {
+                instance: Instance::new(&cfg.data_dir),
+                state: None,
+                supervisor_alive: false,
+                server_alive: false,
+            })
+        }
+        other => other,
+    }
 }
 
 /// Holds the start lock (an flock released on drop or death).
@@ -104,7 +124,7 @@ pub async fn start(cfg: &Config) -> Result<State> {
     instance.ensure_dirs()?;
     let total = start_deadline(cfg);
     let lock = lock_start(&instance, total)?;
-    let st = status(cfg)?;
+    let st = status_for_start(cfg)?;
     if st.is_ready() {
         return st.state.ok_or(Error::NotRunning {
             data_dir: instance.data_dir().to_path_buf(),
@@ -150,7 +170,11 @@ fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::C
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
     // terminal's signals and hangup never reach the supervisor.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     cmd.spawn().map_err(|e| Error::io(exe, e))
 }
@@ -176,7 +200,7 @@ async fn wait_ready(
 ) -> Result<State> {
     let deadline = Instant::now() + timeout;
     loop {
-        let st = status(cfg)?;
+        let st = status_for_start(cfg)?;
         let fresh = st
             .state
             .as_ref()
@@ -212,15 +236,21 @@ async fn wait_ready(
             }
         }
         if Instant::now() >= deadline {
-            let tail = logs::read_tail(&instance.server_log(), cfg.logs.keep, 10).unwrap_or_default();
+            let tail =
+                logs::read_tail(&instance.server_log(), cfg.logs.keep, 10).unwrap_or_default();
             return Err(Error::NotReady {
                 host: cfg.server.host.clone(),
                 port: st.state.as_ref().map_or(0, |s| s.port),
                 waited: timeout,
-                last_error: st
-                    .state
-                    .and_then(|s| s.last_error)
-                    .unwrap_or_else(|| "still starting".into()),
+                last_error: match st.state.as_ref().and_then(|s| s.last_error.clone()) {
+                    Some(e) => e,
+                    None => format!(
+                        "state {}, supervisor {}, server {}",
+                        st.phase(),
+                        if st.supervisor_alive { "alive" } else { "gone" },
+                        if st.server_alive { "alive" } else { "gone" }
+                    ),
+                },
                 log_tail: tail,
             });
         }
@@ -260,7 +290,10 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
         did = true;
         sup.signal(Signal::SIGTERM)?;
         // The supervisor itself escalates to SIGKILL after stop_timeout.
-        if !sup.wait_gone(cfg.server.stop_timeout + Duration::from_secs(15)).await {
+        if !sup
+            .wait_gone(cfg.server.stop_timeout + Duration::from_secs(15))
+            .await
+        {
             tracing::warn!(pid = sup.pid, "supervisor did not exit; killing it");
             let _ = sup.signal(Signal::SIGKILL);
             sup.wait_gone(Duration::from_secs(5)).await;
@@ -278,7 +311,11 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
         state.updated_at = crate::state::now_rfc3339();
         state.write(&instance.state_file())?;
     }
-    Ok(if did { Stopped::Stopped } else { Stopped::NotRunning })
+    Ok(if did {
+        Stopped::Stopped
+    } else {
+        Stopped::NotRunning
+    })
 }
 
 /// Restarts the server: through the running supervisor (which also leaves `failed`), or by
@@ -289,7 +326,10 @@ pub async fn restart(cfg: &Config) -> Result<State> {
     let sup = st.state.as_ref().and_then(|s| s.supervisor.clone());
     match sup.filter(|s| s.is_running()) {
         Some(sup) => {
-            let old = st.state.as_ref().and_then(|s| s.server.as_ref().map(|p| p.pid));
+            let old = st
+                .state
+                .as_ref()
+                .and_then(|s| s.server.as_ref().map(|p| p.pid));
             let old_update = st.state.as_ref().map(|s| s.updated_at.clone());
             sup.signal(Signal::SIGUSR1)?;
             // Judge only states written after the signal was handled, not the old one.

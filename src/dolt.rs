@@ -159,11 +159,13 @@ pub fn launch(
         message: format!("cannot start: {e}"),
     })?;
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
-    // spawn() returns after exec, so /proc shows dolt's own command line already.
-    let identity = ProcessIdentity::of(pid).ok_or_else(|| Error::Process {
-        pid,
-        message: "exited immediately after launch".into(),
-    })?;
+    let mut argv: Vec<String> = vec![spec.bin.to_string_lossy().into_owned()];
+    argv.extend(
+        cmd.as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    let identity = settled_identity(pid, &argv)?;
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         pumps.push(pump(out, log.clone()));
@@ -176,6 +178,34 @@ pub fn launch(
         identity,
         pumps,
     })
+}
+
+/// The identity of a just-spawned child. spawn() may return while the exec is still in
+/// progress, when `/proc/PID/cmdline` reads empty or shows the parent's; wait briefly until it
+/// shows the command we ran.
+fn settled_identity(pid: i32, argv: &[String]) -> Result<ProcessIdentity> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match ProcessIdentity::of(pid) {
+            Some(id) if id.cmdline == argv => return Ok(id),
+            Some(id) if std::time::Instant::now() >= deadline => {
+                return Err(Error::Process {
+                    pid,
+                    message: format!(
+                        "launched dolt shows command line {:?}, expected {argv:?}",
+                        id.cmdline
+                    ),
+                })
+            }
+            None => {
+                return Err(Error::Process {
+                    pid,
+                    message: "dolt exited immediately after launch".into(),
+                })
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
 }
 
 fn pump(r: impl AsyncRead + Unpin + Send + 'static, log: Arc<ServerLog>) -> JoinHandle<()> {

@@ -19,8 +19,13 @@ pub fn probe_opts(host: &str, port: u16) -> Opts {
 /// One probe on a fresh connection: connect, `SELECT 1`, disconnect.
 pub async fn select1(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
     let fut = async {
-        let mut conn = Conn::new(probe_opts(host, port)).await.map_err(|e| e.to_string())?;
-        let r: Option<i64> = conn.query_first("SELECT 1").await.map_err(|e| e.to_string())?;
+        let mut conn = Conn::new(probe_opts(host, port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let r: Option<i64> = conn
+            .query_first("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = conn.disconnect().await;
         match r {
             Some(1) => Ok(()),
@@ -59,7 +64,10 @@ impl Prober {
                 self.conn = Some(c);
             }
             let conn = self.conn.as_mut().ok_or("no connection")?;
-            let r: Option<i64> = conn.query_first("SELECT 1").await.map_err(|e| e.to_string())?;
+            let r: Option<i64> = conn
+                .query_first("SELECT 1")
+                .await
+                .map_err(|e| e.to_string())?;
             match r {
                 Some(1) => Ok(()),
                 other => Err(format!("SELECT 1 returned {other:?}")),

@@ -32,6 +32,27 @@ struct Inner {
     file: Option<File>,
     size: u64,
     tail: VecDeque<String>,
+    /// Error-looking dolt lines since the last launch: dolt prints its reason for exiting
+    /// first and then pages of usage, which would push the reason out of the tail.
+    errors: Vec<String>,
+}
+
+/// Error lines kept per launch.
+const ERROR_LINES: usize = 5;
+
+fn looks_like_error(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "error",
+        "fatal",
+        "panic",
+        "locked",
+        "already in use",
+        "corrupt",
+        "malformed",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 impl ServerLog {
@@ -46,6 +67,7 @@ impl ServerLog {
                 file: Some(file),
                 size,
                 tail: VecDeque::with_capacity(TAIL_LINES),
+                errors: Vec::new(),
             }),
         })
     }
@@ -69,6 +91,9 @@ impl ServerLog {
         if inner.tail.len() == TAIL_LINES {
             inner.tail.pop_front();
         }
+        if source == Source::Dolt && inner.errors.len() < ERROR_LINES && looks_like_error(text) {
+            inner.errors.push(line.trim_end().to_string());
+        }
         inner.tail.push_back(line.trim_end().to_string());
         if inner.size + line.len() as u64 > self.max_size && inner.size > 0 {
             if let Err(e) = self.rotate(&mut inner) {
@@ -89,6 +114,29 @@ impl ServerLog {
     pub fn event(&self, text: &str) {
         tracing::info!("{text}");
         self.line(Source::Supervisor, text);
+    }
+
+    /// Forgets the error lines of the previous launch.
+    pub fn begin_launch(&self) {
+        match self.inner.lock() {
+            Ok(mut g) => g.errors.clear(),
+            Err(p) => p.into_inner().errors.clear(),
+        }
+    }
+
+    /// What to show when a launch failed: its first error lines, then the last `n` lines.
+    pub fn excerpt(&self, n: usize) -> Vec<String> {
+        let errors = match self.inner.lock() {
+            Ok(g) => g.errors.clone(),
+            Err(p) => p.into_inner().errors.clone(),
+        };
+        let mut out = errors;
+        for l in self.tail(n) {
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        out
     }
 
     /// The last lines written, oldest first.
@@ -136,7 +184,11 @@ fn open_append(path: &Path) -> Result<File> {
 pub fn read_tail(path: &Path, keep: u32, n: usize) -> Result<Vec<String>> {
     let mut lines: VecDeque<String> = VecDeque::new();
     for i in 0..=keep {
-        let p = if i == 0 { path.to_path_buf() } else { rotated(path, i) };
+        let p = if i == 0 {
+            path.to_path_buf()
+        } else {
+            rotated(path, i)
+        };
         let text = match std::fs::read(&p) {
             Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -13,7 +13,11 @@ const EXIT_NOT_RUNNING: u8 = 3;
 const EXIT_NOT_READY: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "doltctl", version, about = "Supervise dolt sql-server for a data dir")]
+#[command(
+    name = "doltctl",
+    version,
+    about = "Supervise dolt sql-server for a data dir"
+)]
 struct Cli {
     /// Config file (default: $DOLTCTL_CONFIG, else doltctl.toml here or in a parent directory).
     #[arg(long, global = true, value_name = "FILE")]

@@ -33,7 +33,8 @@ pub fn preferred_port(instance: &Instance) -> u16 {
 
 /// A port the OS says is free now.
 pub fn os_free_port(host: &str) -> Result<u16> {
-    let a = addr(host, 0).ok_or_else(|| Error::ConfigValue(format!("cannot resolve host {host:?}")))?;
+    let a =
+        addr(host, 0).ok_or_else(|| Error::ConfigValue(format!("cannot resolve host {host:?}")))?;
     let l = TcpListener::bind(a).map_err(|e| Error::io(format!("bind {host}:0"), e))?;
     l.local_addr()
         .map(|a| a.port())
@@ -42,7 +43,12 @@ pub fn os_free_port(host: &str) -> Result<u16> {
 
 /// Picks the port for the next launch. `auto`: the previous port if still free (clients keep
 /// their URL across restarts), else the data dir's preferred port, else any free port.
-pub fn choose(setting: PortSetting, host: &str, instance: &Instance, previous: Option<u16>) -> Result<u16> {
+pub fn choose(
+    setting: PortSetting,
+    host: &str,
+    instance: &Instance,
+    previous: Option<u16>,
+) -> Result<u16> {
     match setting {
         PortSetting::Fixed(p) => {
             if is_free(host, p) {
@@ -78,7 +84,11 @@ pub fn holder(port: u16) -> Option<(i32, String)> {
         return None;
     }
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -154,7 +164,10 @@ mod tests {
         let inst = Instance::new(std::path::Path::new("/nonexistent/x"));
         let err = choose(PortSetting::Fixed(port), "127.0.0.1", &inst, None).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         // auto moves on to another port.
         let p = choose(PortSetting::Auto, "127.0.0.1", &inst, Some(port)).unwrap();
         assert_ne!(p, port);

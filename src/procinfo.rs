@@ -122,11 +122,12 @@ impl ProcessIdentity {
             });
         }
         match ProcStat::read(self.pid) {
-            Some(s) if s.pgrp == self.pid => signal::killpg(Pid::from_raw(self.pid), sig)
-                .map_err(|e| Error::Process {
+            Some(s) if s.pgrp == self.pid => {
+                signal::killpg(Pid::from_raw(self.pid), sig).map_err(|e| Error::Process {
                     pid: self.pid,
                     message: format!("killpg({sig}): {e}"),
-                }),
+                })
+            }
             _ => self.signal(sig),
         }
     }
@@ -154,7 +155,10 @@ impl ProcessIdentity {
         if self.wait_gone(grace).await {
             return Ok(());
         }
-        tracing::warn!(pid = self.pid, "still running after {grace:?}; sending SIGKILL");
+        tracing::warn!(
+            pid = self.pid,
+            "still running after {grace:?}; sending SIGKILL"
+        );
         let _ = self.signal_group(Signal::SIGKILL);
         if self.wait_gone(Duration::from_secs(10)).await {
             Ok(())
@@ -182,7 +186,8 @@ mod tests {
 
     #[test]
     fn parse_stat_handles_parens_in_name() {
-        let s = "123 (we (ird) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let s =
+            "123 (we (ird) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         let p = parse_stat(s).unwrap();
         assert_eq!(p.state, 'S');
         assert_eq!(p.ppid, 1);
@@ -205,7 +210,12 @@ mod tests {
     #[test]
     fn recognises_dolt_server_cmdlines() {
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(is_dolt_server(&c(&["/usr/bin/dolt", "sql-server", "-P", "1"])));
+        assert!(is_dolt_server(&c(&[
+            "/usr/bin/dolt",
+            "sql-server",
+            "-P",
+            "1"
+        ])));
         assert!(!is_dolt_server(&c(&["/usr/bin/dolt", "sql"])));
         assert!(!is_dolt_server(&c(&["sleep", "sql-server"])));
     }

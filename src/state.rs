@@ -108,7 +108,10 @@ impl State {
 /// Writes `data` to `path` via a temp file in the same directory and a rename, mode 0600.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -189,6 +192,8 @@ mod tests {
     #[test]
     fn missing_file_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(State::read(&dir.path().join("nope.json")).unwrap().is_none());
+        assert!(State::read(&dir.path().join("nope.json"))
+            .unwrap()
+            .is_none());
     }
 }

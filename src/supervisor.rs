@@ -248,7 +248,7 @@ impl Supervisor {
         self.state.restarts += 1;
         self.state.server = None;
         self.state.last_error = Some(why.clone());
-        self.state.log_tail = self.log.tail(15);
+        self.state.log_tail = self.log.excerpt(10);
         if self.failures.len() as u32 >= self.cfg.restart.max_failures {
             self.log.event(&format!(
                 "giving up after {} failures within {:?}: {why}; run `doltctl restart` to try again",
@@ -296,8 +296,8 @@ impl Supervisor {
         preflight::check_locks(&self.instance, &self.log).map_err(Fatal)?;
         let host = self.cfg.server.host.clone();
         let previous = (self.state.port != 0).then_some(self.state.port);
-        let port = port::choose(self.cfg.server.port, &host, &self.instance, previous)
-            .map_err(Fatal)?;
+        let port =
+            port::choose(self.cfg.server.port, &host, &self.instance, previous).map_err(Fatal)?;
         let spec = LaunchSpec {
             bin,
             host: host.clone(),
@@ -309,6 +309,7 @@ impl Supervisor {
         self.state.port = port;
         self.state.socket = Some(spec.socket.clone());
         self.state.url = Some(crate::url_for(&host, port));
+        self.log.begin_launch();
         let mut child = dolt::launch(&self.cfg, &self.instance, &spec, &self.log).map_err(Fatal)?;
         self.state.server = Some(child.identity.clone());
         self.set_phase(Phase::Starting);
@@ -323,7 +324,7 @@ impl Supervisor {
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
                     child.signal_group(Signal::SIGKILL);
                     self.log.event(&format!("dolt exited before it was ready ({status})"));
-                    return Err(Retry(Error::ExitedBeforeReady { status, log_tail: self.log.tail(10) }));
+                    return Err(Retry(Error::ExitedBeforeReady { status, log_tail: self.log.excerpt(5) }));
                 }
                 cmd = signals.next() => {
                     self.stop_child(&mut child).await;
@@ -343,7 +344,7 @@ impl Supervisor {
                     port,
                     waited: self.cfg.server.ready_timeout,
                     last_error,
-                    log_tail: self.log.tail(10),
+                    log_tail: self.log.excerpt(5),
                 }));
             }
             // Fine-grained polling: refused connections come back at once.
@@ -412,7 +413,8 @@ impl Supervisor {
         match tokio::time::timeout(timeout, child.child.wait()).await {
             Ok(status) => {
                 let s = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                self.log.event(&format!("dolt pid {} stopped ({s})", child.pid()));
+                self.log
+                    .event(&format!("dolt pid {} stopped ({s})", child.pid()));
                 // Anything it left in its group goes too.
                 child.signal_group(Signal::SIGKILL);
             }

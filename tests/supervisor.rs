@@ -1,0 +1,405 @@
+//! The supervisor against the real dolt binary: lifecycle, crash healing, orphans, foreign
+//! lock holders, pid reuse, port conflicts, crash loops, wedged servers, racing starts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use doltctl::state::Phase;
+use nix::sys::signal::Signal;
+
+#[test]
+fn start_ready_write_read_stop_leaves_nothing_behind() {
+    let env = TestEnv::new();
+    let url = env.start();
+    assert_eq!(url, env.url());
+    env.doltctl().arg("status").assert().code(0);
+    let st = env.state().unwrap();
+    assert_eq!(st.state, Phase::Running);
+    assert!(st.server_alive() && st.supervisor_alive());
+    // The server listens on its own socket in the runtime dir, never /tmp/mysql.sock.
+    assert!(env.data_dir.join(".doltctl/mysql.sock").exists());
+
+    block_on(async {
+        exec(&url, "CREATE DATABASE app").await.unwrap();
+        let db = format!("{url}app");
+        exec(
+            &db,
+            "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            query_i64(&db, "SELECT id FROM t ORDER BY id")
+                .await
+                .unwrap(),
+            [1, 2]
+        );
+    });
+    // `start` again: already running, same URL.
+    assert_eq!(env.start(), url);
+
+    let out = env.doltctl().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["read_only"], false);
+    assert_eq!(v["port"], env.port);
+
+    env.stop();
+    assert!(
+        env.own_processes().is_empty(),
+        "left behind: {:?}",
+        env.own_processes()
+    );
+    assert_eq!(env.state().unwrap().state, Phase::Stopped);
+    // Dolt's graceful stop removed its info file.
+    assert!(!env.data_dir.join(".dolt/sql-server.info").exists());
+    env.doltctl().arg("status").assert().code(3);
+    env.doltctl().arg("url").assert().code(3);
+    // Stopping again is fine.
+    env.doltctl().arg("stop").assert().success();
+}
+
+#[test]
+fn kill9_of_dolt_heals_with_committed_rows_and_same_lock_inode() {
+    let env = TestEnv::new();
+    let url = env.start();
+    let db = format!("{url}app");
+    block_on(async {
+        exec(&url, "CREATE DATABASE app").await.unwrap();
+        exec(
+            &db,
+            "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (7); CALL DOLT_COMMIT('-Am', 'seed')",
+        )
+        .await
+        .unwrap();
+    });
+    let lock = env.data_dir.join("app/.dolt/noms/LOCK");
+    let ino = inode(&lock);
+    let old = env.server();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.pid), Signal::SIGKILL).unwrap();
+
+    wait_until("a new ready server", Duration::from_secs(90), || {
+        env.state()
+            .is_some_and(|s| s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid))
+    });
+    assert_eq!(
+        env.state().unwrap().url.unwrap(),
+        url,
+        "same port after restart"
+    );
+    assert_eq!(env.state().unwrap().restarts, 1);
+    let rows = block_on(query_i64(&db, "SELECT id FROM t")).unwrap();
+    assert_eq!(rows, [7]);
+    assert_eq!(inode(&lock), ino, "LOCK file must never be replaced");
+    assert_eq!(env.dolt_servers().len(), 1);
+    env.stop();
+}
+
+#[test]
+fn kill9_of_supervisor_then_start_gives_one_server() {
+    let env = TestEnv::new();
+    let url = env.start();
+    block_on(exec(&url, "CREATE DATABASE app")).unwrap();
+    let st = env.state().unwrap();
+    let sup = st.supervisor.unwrap();
+    let orphan = st.server.unwrap();
+    sup.signal(Signal::SIGKILL).unwrap();
+    wait_until("supervisor gone", Duration::from_secs(10), || {
+        !sup.is_running()
+    });
+
+    env.doltctl().arg("status").assert().code(3);
+    let url2 = env.start();
+    assert_eq!(url2, url);
+    let servers = env.dolt_servers();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_ne!(
+        servers[0].pid, orphan.pid,
+        "the orphan was stopped and replaced"
+    );
+    assert!(!orphan.is_running());
+    assert!(env.log().contains("orphaned dolt server"), "{}", env.log());
+    env.stop();
+    assert!(env.own_processes().is_empty());
+}
+
+#[test]
+fn hand_started_dolt_server_is_refused_named_and_untouched() {
+    let env = TestEnv::new();
+    let db = env.data_dir.join("app");
+    std::fs::create_dir_all(&db).unwrap();
+    let ok = env
+        .dolt()
+        .args(["init", "--name", "t", "--email", "t@example.com"])
+        .current_dir(&db)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // Someone starts a server by hand on the data dir, on another port.
+    let other_port = free_port();
+    let sock = env.dir.path().join("hand.sock");
+    let child = env
+        .dolt()
+        .args([
+            "sql-server",
+            "-H",
+            "127.0.0.1",
+            "-P",
+            &other_port.to_string(),
+        ])
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--data-dir")
+        .arg(&env.data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hand_pid = child.id() as i32;
+    let mut env = env;
+    env.extra.push(child);
+    let lock = db.join(".dolt/noms/LOCK");
+    wait_until(
+        "hand-started server holds the lock",
+        Duration::from_secs(60),
+        || {
+            matches!(
+                doltctl::locks::probe(&lock),
+                Ok(doltctl::locks::Holder::Held { .. })
+            )
+        },
+    );
+    let ino = inode(&lock);
+
+    let out = env.doltctl().arg("start").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {hand_pid}")), "{err}");
+    assert!(err.contains("sql-server"), "{err}");
+    assert!(err.contains("\"app\""), "{err}");
+    // Untouched: still alive, still holding its lock, LOCK file the same.
+    assert!(doltctl::procinfo::is_alive(hand_pid));
+    assert_eq!(inode(&lock), ino);
+    assert!(matches!(
+        doltctl::locks::probe(&lock).unwrap(),
+        doltctl::locks::Holder::Held { pid: Some(p) } if p == hand_pid
+    ));
+    // status shows the refusal.
+    let out = env.doltctl().args(["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {hand_pid}")));
+}
+
+#[test]
+fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.data_dir.join(".doltctl")).unwrap();
+    // An unrelated process now has the pid the state file records (simulated by recording
+    // its pid with another start time and command line).
+    let mut victim = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let vpid = victim.id() as i32;
+    let forged = doltctl::procinfo::ProcessIdentity {
+        pid: vpid,
+        start_time: 1,
+        cmdline: vec!["/usr/bin/dolt".into(), "sql-server".into()],
+    };
+    let state = doltctl::State {
+        state: Phase::Running,
+        supervisor: Some(forged.clone()),
+        server: Some(forged),
+        host: "127.0.0.1".into(),
+        port: env.port,
+        socket: None,
+        url: Some(env.url()),
+        data_dir: env.data_dir.clone(),
+        read_only: false,
+        restarts: 0,
+        last_error: None,
+        log_tail: vec![],
+        dolt_version: None,
+        started_at: None,
+        updated_at: doltctl::state::now_rfc3339(),
+    };
+    state.write(&env.state_file()).unwrap();
+
+    env.doltctl().arg("status").assert().code(3);
+    env.doltctl().arg("url").assert().code(3);
+    env.doltctl().arg("stop").assert().success();
+    let url = env.start();
+    assert_eq!(url, env.url());
+    env.stop();
+    assert_eq!(
+        victim.try_wait().unwrap(),
+        None,
+        "the unrelated process was signalled"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn fixed_port_taken_by_a_foreign_listener_is_refused_with_the_holder() {
+    let env = TestEnv::new();
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", env.port)).unwrap();
+    let out = env.doltctl().arg("start").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{}", env.port)), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(env.dolt_servers().is_empty());
+}
+
+#[test]
+fn auto_port_avoids_a_taken_preferred_port() {
+    let env = TestEnv::new();
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&format!("port = {}", env.port), "port = \"auto\"");
+    env.write_config(&text);
+    std::fs::create_dir_all(&env.data_dir).unwrap();
+    let inst = doltctl::Instance::new(&env.data_dir);
+    let preferred = doltctl::port::preferred_port(&inst);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", preferred));
+    let url = env.start();
+    assert!(!url.ends_with(&format!(":{preferred}/")), "{url}");
+    block_on(query_i64(&url, "SELECT 1")).unwrap();
+    env.stop();
+}
+
+#[test]
+fn dolt_that_exits_at_once_ends_failed_with_log_excerpt() {
+    let env = TestEnv::with_config("");
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("[restart]", "extra_args = [\"--no-such-flag\"]\n[restart]");
+    env.write_config(&text);
+    let out = env.doltctl().arg("start").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed"), "{err}");
+    assert!(err.contains("no-such-flag"), "log excerpt missing: {err}");
+
+    let out = env.doltctl().args(["status", "--json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "supervisor up, server not ready"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["restarts"], 3);
+    let tail = v["log_tail"].to_string();
+    assert!(tail.contains("no-such-flag"), "{tail}");
+    assert!(env.dolt_servers().is_empty());
+    env.stop();
+    assert!(env.own_processes().is_empty());
+}
+
+#[test]
+fn sigstopped_dolt_is_declared_wedged_and_restarted() {
+    let env = TestEnv::new();
+    let url = env.start();
+    let old = env.server();
+    old.signal(Signal::SIGSTOP).unwrap();
+    wait_until("a new ready server", Duration::from_secs(90), || {
+        env.state()
+            .is_some_and(|s| s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid))
+    });
+    assert!(!old.is_running(), "the wedged server was killed");
+    assert!(env.log().contains("wedged"), "{}", env.log());
+    block_on(query_i64(&url, "SELECT 1")).unwrap();
+    env.stop();
+}
+
+#[test]
+fn two_racing_starts_launch_one_server() {
+    let env = TestEnv::new();
+    let spawn = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
+        c.current_dir(env.dir.path())
+            .env("DOLT_BIN", dolt_bin())
+            .env("DOLT_ROOT_PATH", env.root())
+            .env("DOLT_DISABLE_EVENT_FLUSH", "1")
+            .arg("--config")
+            .arg(&env.config)
+            .arg("start")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(oa.status.success() && ob.status.success());
+    assert_eq!(oa.stdout, ob.stdout);
+    assert_eq!(env.dolt_servers().len(), 1);
+    let supervisors: Vec<_> = env
+        .own_processes()
+        .into_iter()
+        .filter(|p| p.cmdline.iter().any(|a| a == "run"))
+        .collect();
+    assert_eq!(supervisors.len(), 1, "{supervisors:?}");
+    env.stop();
+}
+
+#[test]
+fn malformed_config_and_state_files_give_clear_errors() {
+    let env = TestEnv::new();
+    env.write_config("[server]\nport = \"eighty\"\n");
+    let out = env.doltctl().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("doltctl.toml:2:"), "{err}");
+    assert!(err.contains("server.port"), "{err}");
+
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.data_dir.join(".doltctl")).unwrap();
+    std::fs::write(env.state_file(), "{\"state\": \"runn").unwrap();
+    let out = env.doltctl().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("state.json") && err.contains("not valid"),
+        "{err}"
+    );
+    // Reading did not change it.
+    assert_eq!(
+        std::fs::read_to_string(env.state_file()).unwrap(),
+        "{\"state\": \"runn"
+    );
+    // start recovers: the supervisor rewrites it.
+    let url = env.start();
+    block_on(query_i64(&url, "SELECT 1")).unwrap();
+    env.stop();
+}
+
+#[test]
+fn restart_replaces_the_server_and_keeps_the_url() {
+    let env = TestEnv::new();
+    let url = env.start();
+    let old = env.server();
+    let out = env.doltctl().arg("restart").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), url);
+    assert!(!old.is_running());
+    assert_ne!(env.server().pid, old.pid);
+    env.doltctl()
+        .args(["logs", "-n", "200"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("stopping dolt pid"));
+    env.stop();
+}
