@@ -462,6 +462,18 @@ keep = 2
     }
 
     #[test]
+    fn example_config_is_valid_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/doltctl.example.toml");
+        let c = Config::load(&path).unwrap();
+        let d = Config::default();
+        assert_eq!(c.server.port, d.server.port);
+        assert_eq!(c.server.ready_timeout, d.server.ready_timeout);
+        assert_eq!(c.restart.max_failures, d.restart.max_failures);
+        assert_eq!(c.health.interval, d.health.interval);
+        assert_eq!(c.logs.max_size, d.logs.max_size);
+    }
+
+    #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("50MiB").unwrap(), 50 << 20);
         assert_eq!(parse_size("10 MB").unwrap(), 10_000_000);
