@@ -207,6 +207,77 @@ mod tests {
         assert!(!other.is_running());
     }
 
+    /// A fake child (a shell that ignores SIGTERM, with a grandchild in its group) exercises
+    /// the escalation: SIGTERM to the group is ignored, SIGKILL after the grace ends both.
+    #[tokio::test]
+    async fn fake_child_ignoring_sigterm_is_killed_with_its_group_after_grace() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 300 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let id = wait_for_exec(pid, "sh").await;
+        // Signal only once the shell has installed its trap (SigIgn bit 15).
+        while !ignores_sigterm(pid) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t0 = std::time::Instant::now();
+        id.terminate(Duration::from_millis(300)).await.unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "SIGTERM alone ended it"
+        );
+        child.wait().unwrap();
+        // The grandchild in the group is gone too.
+        let group_left = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|p| ProcStat::read(p).map(|s| (p, s)))
+            .any(|(_, s)| s.pgrp == pid && s.state != 'Z');
+        assert!(!group_left);
+    }
+
+    /// A fake child that exits at once: terminate() of a process already gone is a no-op.
+    #[tokio::test]
+    async fn fake_child_that_exits_at_once_needs_no_signal() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessIdentity {
+            pid: child.id() as i32,
+            start_time: 0,
+            cmdline: vec!["true".into()],
+        };
+        child.wait().unwrap();
+        assert!(!id.is_running());
+        id.terminate(Duration::from_millis(10)).await.unwrap();
+        assert!(
+            id.signal(Signal::SIGTERM).is_err(),
+            "never signals an unverified pid"
+        );
+    }
+
+    fn ignores_sigterm(pid: i32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+    }
+
+    async fn wait_for_exec(pid: i32, first: &str) -> ProcessIdentity {
+        loop {
+            if let Some(id) = ProcessIdentity::of(pid) {
+                if id.cmdline.first().is_some_and(|a| a == first) {
+                    return id;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[test]
     fn recognises_dolt_server_cmdlines() {
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
