@@ -20,6 +20,7 @@ pub struct Config {
     pub restart: RestartConfig,
     pub logs: LogsConfig,
     pub health: HealthConfig,
+    pub client: ClientConfig,
     /// Where this config came from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -76,6 +77,60 @@ pub struct HealthConfig {
     pub max_missed: u32,
 }
 
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// Start a server on first access when none runs (local hosts only).
+    /// `DOLTCTL_AUTOSTART=0` turns it off.
+    pub autostart: bool,
+    /// Connection attempts at most, for transient errors.
+    pub connect_retries: u32,
+    /// First wait between attempts; doubles each time.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_initial_delay: Duration,
+    /// Total time spent waiting between attempts at most.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_window: Duration,
+    /// SQL user clients connect as.
+    pub user: String,
+    /// Its password (`DOLTCTL_PASSWORD` overrides). When the user is root, a brand-new data dir
+    /// gets this root password on its first start. Never put on a command line or in logs.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("autostart", &self.autostart)
+            .field("connect_retries", &self.connect_retries)
+            .field("retry_initial_delay", &self.retry_initial_delay)
+            .field("retry_window", &self.retry_window)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            autostart: true,
+            connect_retries: 30,
+            retry_initial_delay: Duration::from_millis(100),
+            retry_window: Duration::from_secs(6),
+            user: "root".into(),
+            password: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortSetting {
     /// A stable preferred port derived from the data dir, else a free one.
@@ -116,6 +171,7 @@ impl Default for Config {
             restart: RestartConfig::default(),
             logs: LogsConfig::default(),
             health: HealthConfig::default(),
+            client: ClientConfig::default(),
             source: None,
         }
     }
@@ -318,6 +374,12 @@ impl Config {
         if let Some(bin) = std::env::var_os("DOLT_BIN").filter(|v| !v.is_empty()) {
             self.server.dolt_bin = bin.to_string_lossy().into_owned();
         }
+        if let Ok(v) = std::env::var("DOLTCTL_AUTOSTART") {
+            self.client.autostart = !matches!(v.trim(), "0" | "false" | "no" | "off");
+        }
+        if let Ok(p) = std::env::var("DOLTCTL_PASSWORD") {
+            self.client.password = p;
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -342,6 +404,12 @@ impl Config {
                 "[logs] max_size is {} bytes; use at least 4KiB",
                 self.logs.max_size
             ));
+        }
+        if self.client.connect_retries == 0 {
+            return bad("[client] connect_retries must be at least 1".into());
+        }
+        if self.client.user.is_empty() {
+            return bad("[client] user is empty; use \"root\"".into());
         }
         if self.health.max_missed == 0 {
             return bad("[health] max_missed must be at least 1".into());

@@ -146,7 +146,7 @@ pub async fn start(cfg: &Config) -> Result<State> {
 
 /// Re-executes this program as `doltctl run` in a new session, detached from the terminal.
 fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::Child> {
-    let exe = std::env::current_exe().at("current executable")?;
+    let exe = supervisor_program()?;
     let log_path = instance.supervisor_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -164,9 +164,12 @@ fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::C
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
+    // The supervisor reads the config file again; settings a program may have changed in
+    // memory travel along explicitly.
     if cfg.server.read_only {
         cmd.arg("--read-only");
     }
+    cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
     // terminal's signals and hangup never reach the supervisor.
     unsafe {
@@ -177,6 +180,29 @@ fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::C
         });
     }
     cmd.spawn().map_err(|e| Error::io(exe, e))
+}
+
+/// The doltctl binary that runs supervisors: `$DOLTCTL_BIN`, else this program when it is
+/// doltctl, else `doltctl` on PATH (an application using the library is not doltctl itself).
+pub fn supervisor_program() -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("DOLTCTL_BIN").filter(|v| !v.is_empty()) {
+        return Ok(p.into());
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if exe
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("doltctl"))
+        {
+            return Ok(exe);
+        }
+    }
+    which::which("doltctl").map_err(|_| {
+        Error::ConfigValue(
+            "cannot find the doltctl binary to run a supervisor: install it on PATH \
+             (cargo install --path .) or set DOLTCTL_BIN"
+                .into(),
+        )
+    })
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.

@@ -133,6 +133,11 @@ pub fn launch(
     prepare_dolt_root(instance)?;
     let config = write_config(cfg, instance, spec)?;
     let mut cmd = Command::new(&spec.bin);
+    if cfg.client.user == "root" && !cfg.client.password.is_empty() {
+        // Only read by Dolt on the very first start (no privileges.db yet); passed through the
+        // environment, never the command line.
+        cmd.env("DOLT_ROOT_PASSWORD", &cfg.client.password);
+    }
     cmd.arg("sql-server")
         .arg("--config")
         .arg(&config)

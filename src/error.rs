@@ -107,6 +107,26 @@ pub enum Error {
         last_error: Option<String>,
     },
 
+    #[error(
+        "no doltctl server is running for {data_dir} and auto-start is off \
+         ([client] autostart = false or DOLTCTL_AUTOSTART=0); start it with `doltctl start`"
+    )]
+    AutostartOff { data_dir: PathBuf },
+
+    #[error("{}{message} (server {target}, {attempts} attempt{})",
+        if *.transient { "gave up on a transient error: " } else { "" },
+        if *.attempts == 1 { "" } else { "s" })]
+    Sql {
+        target: String,
+        attempts: u32,
+        /// True when every attempt failed with a retryable error and the retries ran out.
+        transient: bool,
+        /// The server's message (or the connection error).
+        message: String,
+        /// The server's error code, if the server answered.
+        code: Option<u16>,
+    },
+
     #[error("process {pid}: {message}")]
     Process { pid: i32, message: String },
 

@@ -6,71 +6,67 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-/// Connection options for the supervisor's own probes: root, no database, no pool.
-pub fn probe_opts(host: &str, port: u16) -> Opts {
+use crate::config::Config;
+
+/// Connection options for the supervisor's own probes: the configured client user, no
+/// database, over TCP (what clients use).
+pub fn probe_opts(cfg: &Config, port: u16) -> Opts {
     OptsBuilder::default()
-        .ip_or_hostname(host.to_string())
+        .ip_or_hostname(cfg.server.host.clone())
         .tcp_port(port)
-        .user(Some("root"))
+        .user(Some(cfg.client.user.clone()))
+        .pass((!cfg.client.password.is_empty()).then(|| cfg.client.password.clone()))
         .prefer_socket(false)
         .into()
 }
 
-/// One probe on a fresh connection: connect, `SELECT 1`, disconnect.
-pub async fn select1(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
-    let fut = async {
-        let mut conn = Conn::new(probe_opts(host, port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let r: Option<i64> = conn
-            .query_first("SELECT 1")
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = conn.disconnect().await;
-        match r {
-            Some(1) => Ok(()),
-            other => Err(format!("SELECT 1 returned {other:?}")),
-        }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+async fn run_select1(conn: &mut Conn) -> Result<(), String> {
+    let r: Option<i64> = conn
+        .query_first("SELECT 1")
+        .await
+        .map_err(|e| e.to_string())?;
+    match r {
+        Some(1) => Ok(()),
+        other => Err(format!("SELECT 1 returned {other:?}")),
     }
+}
+
+/// One probe on a fresh connection: connect, `SELECT 1`, disconnect.
+pub async fn select1(opts: &Opts, timeout: Duration) -> Result<(), String> {
+    let fut = async {
+        let mut conn = Conn::new(opts.clone()).await.map_err(|e| e.to_string())?;
+        let r = run_select1(&mut conn).await;
+        let _ = conn.disconnect().await;
+        r
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
 /// A prober that keeps one connection open between probes (cheap for the server) and opens a
 /// new one after any failure.
 pub struct Prober {
-    host: String,
-    port: u16,
+    opts: Opts,
     conn: Option<Conn>,
 }
 
 impl Prober {
-    pub fn new(host: &str, port: u16) -> Prober {
-        Prober {
-            host: host.into(),
-            port,
-            conn: None,
-        }
+    pub fn new(opts: Opts) -> Prober {
+        Prober { opts, conn: None }
     }
 
     pub async fn probe(&mut self, timeout: Duration) -> Result<(), String> {
         let result = tokio::time::timeout(timeout, async {
             if self.conn.is_none() {
-                let c = Conn::new(probe_opts(&self.host, self.port))
+                let c = Conn::new(self.opts.clone())
                     .await
                     .map_err(|e| e.to_string())?;
                 self.conn = Some(c);
             }
-            let conn = self.conn.as_mut().ok_or("no connection")?;
-            let r: Option<i64> = conn
-                .query_first("SELECT 1")
-                .await
-                .map_err(|e| e.to_string())?;
-            match r {
-                Some(1) => Ok(()),
-                other => Err(format!("SELECT 1 returned {other:?}")),
+            match self.conn.as_mut() {
+                Some(c) => run_select1(c).await,
+                None => Err("no connection".to_string()),
             }
         })
         .await

@@ -7,9 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doltctl::control::{self, Stopped};
-use doltctl::{logs, Config, ConfigSource, Phase};
+use doltctl::{logs, render, Client, Config, ConfigSource, ConnectionInfo};
 
 const EXIT_NOT_RUNNING: u8 = 3;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EnvFormat {
+    Sh,
+    Dotenv,
+    Json,
+}
 const EXIT_NOT_READY: u8 = 4;
 
 #[derive(Parser)]
@@ -54,7 +61,40 @@ enum Cmd {
         json: bool,
     },
     /// Print the connection URL of the running server (exit 3 when not running).
-    Url,
+    Url {
+        /// Start the server first if it is not running.
+        #[arg(long)]
+        ensure: bool,
+    },
+    /// Print connection variables (DATABASE_URL, MYSQL_HOST, ...) for a shell, a .env file or JSON.
+    Env {
+        /// Start the server first if it is not running.
+        #[arg(long)]
+        ensure: bool,
+        #[arg(long, value_enum, default_value_t = EnvFormat::Sh)]
+        format: EnvFormat,
+    },
+    /// Run a command with the connection variables set (starting the server if needed);
+    /// its exit code is passed through.
+    Exec {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Run SQL statements (from -q or stdin) through the retrying client.
+    Sql {
+        /// Database to use.
+        #[arg(short, long)]
+        database: Option<String>,
+        /// The statements; without it they are read from stdin.
+        #[arg(short, long)]
+        query: Option<String>,
+        /// Print each result set as a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+        /// Use a read-only session.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Print the server log (dolt's output and the supervisor's events).
     Logs {
         /// Keep printing new lines as they come.
@@ -129,21 +169,74 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => status(&cfg, json),
-        Cmd::Url => {
-            let st = control::status(&cfg)?;
-            match st.state.filter(|_| st.supervisor_alive && st.server_alive) {
-                Some(s) if s.state == Phase::Running => {
-                    println!("{}", s.url.unwrap_or_default());
+        Cmd::Url { ensure } => {
+            let client = Client::from_config(cfg);
+            match connection(&rt, &client, ensure)? {
+                Some(info) => {
+                    println!("{}", info.url());
                     Ok(ExitCode::SUCCESS)
                 }
-                _ => {
-                    eprintln!(
-                        "doltctl: no server is running for {}; start one with `doltctl start`",
-                        st.instance.data_dir().display()
-                    );
-                    Ok(ExitCode::from(EXIT_NOT_RUNNING))
+                None => Ok(not_running(&client)),
+            }
+        }
+        Cmd::Env { ensure, format } => {
+            let client = Client::from_config(cfg);
+            let Some(info) = connection(&rt, &client, ensure)? else {
+                return Ok(not_running(&client));
+            };
+            match format {
+                EnvFormat::Sh => {
+                    for (k, v) in render::env_vars(&info) {
+                        println!("export {k}={}", render::sh_quote(&v));
+                    }
+                }
+                EnvFormat::Dotenv => {
+                    for (k, v) in render::env_vars(&info) {
+                        println!("{k}={}", render::dotenv_quote(&v));
+                    }
+                }
+                EnvFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&render::connection_json(&info))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { command } => {
+            let client = Client::from_config(cfg);
+            let info = rt.block_on(client.ensure())?;
+            rt.block_on(exec(&command, &render::env_vars(&info)))
+        }
+        Cmd::Sql {
+            database,
+            query,
+            json,
+            read_only,
+        } => {
+            let mut client = Client::from_config(cfg);
+            if let Some(db) = database {
+                client = client.database(db);
+            }
+            if read_only {
+                client = client.read_only();
+            }
+            let text = match query {
+                Some(q) => q,
+                None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
+            };
+            let statements: Vec<String> = doltctl::sqlsplit::split(&text)
+                .into_iter()
+                .map(|s| s.text)
+                .collect();
+            let sets = rt.block_on(client.execute(&statements))?;
+            for rs in &sets {
+                if json {
+                    println!("{}", render::result_json(rs));
+                } else {
+                    print!("{}", render::result_table(rs));
                 }
             }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Logs { follow, lines } => {
             let inst = doltctl::Instance::new(&cfg.data_dir);
@@ -157,6 +250,65 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The running server, or (with `ensure`) one started now.
+fn connection(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    ensure: bool,
+) -> anyhow::Result<Option<ConnectionInfo>> {
+    Ok(if ensure {
+        Some(rt.block_on(client.ensure())?)
+    } else {
+        client.running()?
+    })
+}
+
+fn not_running(client: &Client) -> ExitCode {
+    eprintln!(
+        "doltctl: no server is running for {}; start one with `doltctl start` (or use --ensure)",
+        doltctl::Instance::new(&client.config().data_dir)
+            .data_dir()
+            .display()
+    );
+    ExitCode::from(EXIT_NOT_RUNNING)
+}
+
+/// Runs a command with extra environment, forwarding SIGINT/SIGTERM to it; returns its exit
+/// code (128 + signal number when a signal ended it, as shells report).
+async fn exec(
+    command: &[std::ffi::OsString],
+    vars: &[(String, String)],
+) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::ExitStatusExt;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (prog, args) = command.split_first().context("no command given")?;
+    let mut child = tokio::process::Command::new(prog)
+        .args(args)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let status = loop {
+        let sig = tokio::select! {
+            st = child.wait() => break st?,
+            _ = int.recv() => nix::sys::signal::Signal::SIGINT,
+            _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+        };
+        // The child is ours and not yet reaped: its pid is still its own.
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    };
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
@@ -178,6 +330,19 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }),
         };
         if let Some(obj) = v.as_object_mut() {
+            if let Some(s) = &st.state {
+                // The connection as parts and as a Go DSN (the password is never shown here).
+                let info = ConnectionInfo {
+                    host: s.host.clone(),
+                    port: s.port,
+                    user: cfg.client.user.clone(),
+                    password: String::new(),
+                    socket: s.socket.clone(),
+                    database: None,
+                };
+                obj.insert("user".into(), info.user.clone().into());
+                obj.insert("dsn".into(), info.dsn().into());
+            }
             obj.insert("state".into(), serde_json::to_value(phase)?);
             obj.insert("ready".into(), st.is_ready().into());
             obj.insert("supervisor_alive".into(), st.supervisor_alive.into());

@@ -145,8 +145,8 @@ mod tests {
         assert!(!is_free("127.0.0.1", port));
         let (pid, _) = holder(port).expect("holder");
         assert_eq!(pid, std::process::id() as i32);
+        // (No check that the port is free after drop: a parallel test may take it at once.)
         drop(l);
-        assert!(is_free("127.0.0.1", port));
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl Supervisor {
         let _ = std::fs::remove_file(&spec.socket);
         self.state.port = port;
         self.state.socket = Some(spec.socket.clone());
-        self.state.url = Some(crate::url_for(&host, port));
+        self.state.url = Some(crate::url_for(&self.cfg.client.user, "", &host, port));
         self.log.begin_launch();
         let mut child = dolt::launch(&self.cfg, &self.instance, &spec, &self.log).map_err(Fatal)?;
         self.state.server = Some(child.identity.clone());
@@ -317,6 +317,7 @@ impl Supervisor {
         let started = Instant::now();
         let deadline = started + self.cfg.server.ready_timeout;
         let mut last_error;
+        let probe = health::probe_opts(&self.cfg, port);
         loop {
             tokio::select! {
                 status = child.child.wait() => {
@@ -330,7 +331,7 @@ impl Supervisor {
                     self.stop_child(&mut child).await;
                     return Err(LaunchFailure::Interrupted(cmd));
                 }
-                r = health::select1(&host, port, Duration::from_millis(1000)) => {
+                r = health::select1(&probe, Duration::from_millis(1000)) => {
                     match r {
                         Ok(()) => break,
                         Err(e) => last_error = e,
@@ -366,7 +367,7 @@ impl Supervisor {
     /// Watches a running server until it exits, wedges, or a command arrives.
     async fn watch(&mut self, child: &mut DoltChild, signals: &mut Signals) -> Ended {
         let h = self.cfg.health.clone();
-        let mut prober = Prober::new(&self.state.host, self.state.port);
+        let mut prober = Prober::new(health::probe_opts(&self.cfg, self.state.port));
         let mut missed = 0u32;
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,0 +1,254 @@
+//! Measurements for the supervisor (run through `scripts/measure`). Every figure is paired
+//! with a baseline measured in the same run, on the same machine:
+//! - `doltctl start` to ready vs dolt's own time from spawn to the first `SELECT 1` answered
+//!   (a tight polling loop);
+//! - kill -9 of the server to ready again;
+//! - the idle supervisor's RSS and CPU, next to the idle dolt server's.
+//!
+//! Usage: measure DOLTCTL_BIN DOLT_BIN [ROUNDS]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use doltctl::health;
+use doltctl::state::State;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: measure DOLTCTL_BIN DOLT_BIN [ROUNDS]");
+        std::process::exit(2);
+    }
+    let doltctl = PathBuf::from(&args[1]);
+    let dolt = PathBuf::from(&args[2]);
+    let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    // Every child below gets this environment: no metrics, a root path of its own.
+    let env = [
+        ("DOLT_ROOT_PATH", root.to_string_lossy().into_owned()),
+        ("DOLT_DISABLE_EVENT_FLUSH", "1".to_string()),
+    ];
+
+    // One database so the server opens real storage.
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("app")).expect("data");
+    let ok = Command::new(&dolt)
+        .args(["init", "--name", "m", "--email", "m@example.com"])
+        .current_dir(data.join("app"))
+        .envs(env.clone())
+        .stdout(Stdio::null())
+        .status()
+        .expect("dolt init");
+    assert!(ok.success(), "dolt init failed");
+
+    let mut baseline = Vec::new();
+    let mut started = Vec::new();
+    let mut healed = Vec::new();
+    for _ in 0..rounds {
+        baseline.push(rt.block_on(raw_dolt_ready(&dolt, &data, &env)));
+        let port = free_port();
+        let cfg = write_config(tmp.path(), &data, port);
+        let t = Instant::now();
+        run(&doltctl, &cfg, &env, "start");
+        started.push(t.elapsed());
+        healed.push(kill9_to_ready(&data));
+        run(&doltctl, &cfg, &env, "stop");
+    }
+
+    // Idle usage: a running server, left alone for a while.
+    let port = free_port();
+    let cfg = write_config(tmp.path(), &data, port);
+    run(&doltctl, &cfg, &env, "start");
+    let st = state(&data);
+    let sup = st.supervisor.expect("supervisor").pid;
+    let srv = st.server.expect("server").pid;
+    std::thread::sleep(Duration::from_secs(2));
+    let window = Duration::from_secs(20);
+    let (c0s, c0d) = (cpu_ticks(sup), cpu_ticks(srv));
+    std::thread::sleep(window);
+    let (c1s, c1d) = (cpu_ticks(sup), cpu_ticks(srv));
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let pct = |a: u64, b: u64| (b - a) as f64 / hz / window.as_secs_f64() * 100.0;
+    let (rss_sup, rss_srv) = (rss_kib(sup), rss_kib(srv));
+    run(&doltctl, &cfg, &env, "stop");
+
+    let (b, s, h) = (median(&baseline), median(&started), median(&healed));
+    println!("rounds: {rounds}");
+    println!(
+        "dolt spawn -> first SELECT 1 (baseline): median {:.0} ms  (all: {})",
+        ms(b),
+        list(&baseline)
+    );
+    println!(
+        "doltctl start -> ready:                  median {:.0} ms  (all: {})  ratio {:.2}x",
+        ms(s),
+        list(&started),
+        ms(s) / ms(b)
+    );
+    println!(
+        "kill -9 of dolt -> ready again:          median {:.0} ms  (all: {})  ratio {:.2}x",
+        ms(h),
+        list(&healed),
+        ms(h) / ms(b)
+    );
+    println!(
+        "idle supervisor: RSS {rss_sup} KiB, CPU {:.3}% over {}s  (idle dolt: RSS {rss_srv} KiB, CPU {:.3}%)",
+        pct(c0s, c1s),
+        window.as_secs(),
+        pct(c0d, c1d)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn list(v: &[Duration]) -> String {
+    v.iter()
+        .map(|d| format!("{:.0}", ms(*d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn write_config(dir: &Path, data: &Path, port: u16) -> PathBuf {
+    let p = dir.join("doltctl.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "data_dir = {:?}\n[server]\nport = {port}\n",
+            data.to_string_lossy()
+        ),
+    )
+    .expect("config");
+    p
+}
+
+fn run(doltctl: &Path, cfg: &Path, env: &[(&str, String)], cmd: &str) {
+    let out = Command::new(doltctl)
+        .arg("--config")
+        .arg(cfg)
+        .arg(cmd)
+        .envs(env.iter().cloned())
+        .output()
+        .expect("doltctl");
+    assert!(
+        out.status.success(),
+        "doltctl {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn state(data: &Path) -> State {
+    State::read(&data.join(".doltctl/state.json"))
+        .ok()
+        .flatten()
+        .expect("state file")
+}
+
+/// Dolt on its own: spawn, then poll `SELECT 1` in a tight loop until it answers.
+async fn raw_dolt_ready(dolt: &Path, data: &Path, env: &[(&str, String)]) -> Duration {
+    let port = free_port();
+    let sock = data.join("raw.sock");
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new(dolt)
+        .args([
+            "sql-server",
+            "-H",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-l",
+            "warning",
+        ])
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--data-dir")
+        .arg(data)
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn dolt");
+    let mut cfg = doltctl::Config::default();
+    cfg.server.host = "127.0.0.1".into();
+    let opts = health::probe_opts(&cfg, port);
+    while health::select1(&opts, Duration::from_secs(1))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let d = t.elapsed();
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = child.wait().await;
+    // Dolt writes config.yaml into a data dir served without --config; keep runs comparable.
+    let _ = std::fs::remove_file(data.join("config.yaml"));
+    d
+}
+
+fn kill9_to_ready(data: &Path) -> Duration {
+    let old = state(data).server.expect("server");
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    loop {
+        if let Ok(Some(s)) = State::read(&data.join(".doltctl/state.json")) {
+            if s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid) {
+                return t.elapsed();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; f[0] is field 3.
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

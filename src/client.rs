@@ -1,0 +1,515 @@
+//! The client side: find the running server (a pure read of the state file, with identity
+//! checks), auto-start it exactly once across processes, and connect with retry.
+//!
+//! ```no_run
+//! # async fn demo() -> doltctl::Result<()> {
+//! use mysql_async::prelude::Queryable;
+//! let client = doltctl::Client::discover()?; // doltctl.toml, as the CLI finds it
+//! let mut conn = client.conn().await?;       // starts the server if needed, retries
+//! let one: Option<i64> = conn.query_first("SELECT 1").await.map_err(|e| client.error(e))?;
+//! println!("{one:?} from {}", client.url().await?);
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::control;
+use crate::error::{Error, Result};
+use crate::instance::Instance;
+use crate::port::is_local_host;
+
+/// Where and how to connect. The password is kept out of `Debug`.
+#[derive(Clone, Serialize)]
+pub struct ConnectionInfo {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    #[serde(skip)]
+    pub password: String,
+    /// The server's unix socket, when it exists.
+    pub socket: Option<PathBuf>,
+    pub database: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url_redacted())
+    }
+}
+
+impl ConnectionInfo {
+    /// `mysql://user:password@host:port/db`, user and password percent-encoded.
+    pub fn url(&self) -> String {
+        let mut u = crate::url_for(&self.user, &self.password, &self.host, self.port);
+        if let Some(db) = &self.database {
+            u.push_str(&crate::percent_encode(db));
+        }
+        u
+    }
+
+    /// The URL with the password replaced, for messages and logs.
+    pub fn url_redacted(&self) -> String {
+        let pw = if self.password.is_empty() { "" } else { "xxx" };
+        let mut u = crate::url_for(&self.user, pw, &self.host, self.port);
+        if let Some(db) = &self.database {
+            u.push_str(db);
+        }
+        u
+    }
+
+    /// The Go MySQL driver's DSN: `user:password@tcp(host:port)/db`.
+    pub fn dsn(&self) -> String {
+        let auth = if self.password.is_empty() {
+            self.user.clone()
+        } else {
+            format!("{}:{}", self.user, self.password)
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{auth}@tcp({host}:{})/{}",
+            self.port,
+            self.database.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn opts(&self) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass((!self.password.is_empty()).then(|| self.password.clone()))
+            .db_name(self.database.clone())
+            .prefer_socket(false)
+    }
+}
+
+/// Is an error worth retrying (a restart or start in progress), or final?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Transient,
+    Permanent,
+}
+
+/// Classifies a MySQL error. Retried: connection refused/reset/closed, server gone away, lost
+/// connection, a database read only or locked during a restart, too many connections, server
+/// starting or shutting down. Everything else (access denied, unknown table, syntax, other
+/// statement errors) is permanent.
+pub fn classify(e: &mysql_async::Error) -> ErrorKind {
+    use mysql_async::{DriverError, Error as E};
+    match e {
+        E::Io(_) => ErrorKind::Transient,
+        E::Driver(DriverError::ConnectionClosed)
+        | E::Driver(DriverError::PoolDisconnected)
+        | E::Driver(DriverError::PacketOutOfOrder) => ErrorKind::Transient,
+        E::Server(s) => {
+            let m = s.message.to_ascii_lowercase();
+            let transient_code = matches!(
+                s.code,
+                1040 // too many connections
+                | 1053 // server shutdown in progress
+                | 1077 // normal shutdown
+                | 1152 | 1153 | 1158 | 1159 | 1160 | 1161 // aborted / net errors
+                | 2002 | 2003 | 2006 | 2013 // can't connect, gone away, lost connection
+            );
+            let transient_text = [
+                "database is read only",
+                "locked by another dolt process",
+                "too many connections",
+                "server is shutting down",
+                "shutting down",
+                "starting up",
+            ]
+            .iter()
+            .any(|t| m.contains(t));
+            if transient_code || transient_text {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// A result set: column names and rows, as the server sent them.
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    pub columns: Vec<String>,
+    pub column_types: Vec<mysql_async::consts::ColumnType>,
+    pub rows: Vec<Vec<mysql_async::Value>>,
+    pub affected_rows: u64,
+}
+
+pub struct Client {
+    cfg: Config,
+    read_only: bool,
+    database: Option<String>,
+}
+
+impl Client {
+    pub fn from_config(cfg: Config) -> Client {
+        Client {
+            cfg,
+            read_only: false,
+            database: None,
+        }
+    }
+
+    /// The config as the CLI finds it (`$DOLTCTL_CONFIG`, `doltctl.toml` upwards, defaults).
+    pub fn discover() -> Result<Client> {
+        Ok(Client::from_config(Config::discover(&Default::default())?))
+    }
+
+    /// Read-only sessions: every connection runs `SET SESSION TRANSACTION READ ONLY`, and
+    /// [`Client::execute`] runs each statement in a `START TRANSACTION READ ONLY` (the form Dolt
+    /// enforces). Nothing on the way to a connection writes. Dolt does not block DDL or its
+    /// version-control procedures this way; a read-only server does.
+    pub fn read_only(mut self) -> Client {
+        self.read_only = true;
+        self
+    }
+
+    /// Connect to this database by default.
+    pub fn database(mut self, db: impl Into<String>) -> Client {
+        self.database = Some(db.into());
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn info_from(&self, state: &crate::State) -> ConnectionInfo {
+        ConnectionInfo {
+            host: state.host.clone(),
+            port: state.port,
+            user: self.cfg.client.user.clone(),
+            password: self.cfg.client.password.clone(),
+            socket: state.socket.clone().filter(|s| s.exists()),
+            database: self.database.clone(),
+        }
+    }
+
+    /// The running server, if any. A pure read: the state file plus identity checks of the
+    /// supervisor and server it names; a stale file never yields a dead port.
+    pub fn running(&self) -> Result<Option<ConnectionInfo>> {
+        let st = control::status(&self.cfg)?;
+        Ok(match &st.state {
+            Some(s) if st.is_ready() => Some(self.info_from(s)),
+            _ => None,
+        })
+    }
+
+    fn autostart_allowed(&self) -> Result<()> {
+        let instance = Instance::new(&self.cfg.data_dir);
+        if !is_local_host(&self.cfg.server.host) {
+            return Err(Error::NotRunning {
+                data_dir: instance.data_dir().to_path_buf(),
+            });
+        }
+        if !self.cfg.client.autostart {
+            return Err(Error::AutostartOff {
+                data_dir: instance.data_dir().to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The running server, starting one (exactly once across processes) when none runs and
+    /// auto-start is on.
+    pub async fn ensure(&self) -> Result<ConnectionInfo> {
+        if let Some(info) = self.running()? {
+            return Ok(info);
+        }
+        self.autostart_allowed()?;
+        let state = control::start(&self.cfg).await?;
+        Ok(self.info_from(&state))
+    }
+
+    /// The URL of the server, started if needed.
+    pub async fn url(&self) -> Result<String> {
+        Ok(self.ensure().await?.url())
+    }
+
+    fn opts(&self, info: &ConnectionInfo) -> Opts {
+        let mut b = info.opts();
+        if self.read_only {
+            b = b.init(vec!["SET SESSION TRANSACTION READ ONLY"]);
+        }
+        b.into()
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        let c = &self.cfg.client;
+        ExponentialBuilder::default()
+            .with_min_delay(c.retry_initial_delay)
+            .with_max_delay(c.retry_window)
+            .with_max_times(c.connect_retries.saturating_sub(1) as usize)
+            .with_total_delay(Some(c.retry_window))
+            .build()
+    }
+
+    /// Where to connect for the next attempt: the running server; during a restart (the
+    /// supervisor is alive but the server not ready) the last known address; with no
+    /// supervisor at all, auto-start.
+    async fn target(&self, last: &Option<ConnectionInfo>) -> Result<ConnectionInfo> {
+        if let Some(info) = self.running()? {
+            return Ok(info);
+        }
+        let st = control::status(&self.cfg)?;
+        if st.supervisor_alive {
+            if let Some(s) = &st.state {
+                if s.port != 0 {
+                    return Ok(self.info_from(s));
+                }
+            }
+        }
+        match last {
+            Some(l) if self.autostart_allowed().is_err() => Ok(l.clone()),
+            _ => self.ensure().await,
+        }
+    }
+
+    /// Runs `op` on a fresh connection, retrying transient failures (of the connect or of
+    /// `op`) with exponential backoff. Permanent errors return at once.
+    pub async fn with_retry<T, F>(&self, mut op: F) -> Result<T>
+    where
+        F: for<'c> FnMut(
+            &'c mut Conn,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, mysql_async::Error>> + Send + 'c>,
+        >,
+    {
+        let mut delays = self.backoff();
+        let mut last: Option<ConnectionInfo> = None;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let info = self.target(&last).await?;
+            let result = async {
+                let mut conn = Conn::new(self.opts(&info)).await?;
+                let r = op(&mut conn).await;
+                let _ = conn.disconnect().await;
+                r
+            }
+            .await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let kind = classify(&err);
+            let delay = if kind == ErrorKind::Transient {
+                delays.next()
+            } else {
+                None
+            };
+            match delay {
+                Some(d) => {
+                    tracing::debug!(
+                        attempt = attempts,
+                        "transient error from {info:?}: {err}; retrying in {d:?}"
+                    );
+                    tokio::time::sleep(d).await;
+                    last = Some(info);
+                }
+                None => return Err(sql_error(&info, attempts, kind, err)),
+            }
+        }
+    }
+
+    /// A connection, retried as in [`Client::with_retry`].
+    pub async fn conn(&self) -> Result<Conn> {
+        let mut delays = self.backoff();
+        let mut last = None;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let info = self.target(&last).await?;
+            match Conn::new(self.opts(&info)).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    let kind = classify(&e);
+                    match (kind, delays.next()) {
+                        (ErrorKind::Transient, Some(d)) => {
+                            tokio::time::sleep(d).await;
+                            last = Some(info);
+                        }
+                        _ => return Err(sql_error(&info, attempts, kind, e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A pool to the server (started if needed), checked with one connection first.
+    pub async fn pool(&self) -> Result<Pool> {
+        let conn = self.conn().await?;
+        let info = self.running()?.unwrap_or(self.ensure().await?);
+        let _ = conn.disconnect().await;
+        Ok(Pool::new(self.opts(&info)))
+    }
+
+    /// Wraps an error from a connection this client handed out.
+    pub fn error(&self, e: mysql_async::Error) -> Error {
+        Error::Sql {
+            target: format!("{}:{}", self.cfg.server.host, self.cfg.server.port),
+            attempts: 1,
+            transient: classify(&e) == ErrorKind::Transient,
+            message: e.to_string(),
+            code: server_code(&e),
+        }
+    }
+
+    /// Runs SQL statements one at a time on one session; a statement that fails with a
+    /// transient error is retried on a new connection (with the client's backoff). Stops at
+    /// the first failing statement. Session state other than the database (variables, open
+    /// transactions) does not survive such a reconnect.
+    pub async fn execute(&self, statements: &[String]) -> Result<Vec<ResultSet>> {
+        let mut out = Vec::new();
+        let mut conn: Option<(Conn, ConnectionInfo)> = None;
+        for stmt in statements {
+            let mut delays = self.backoff();
+            let mut attempts = 0u32;
+            loop {
+                attempts += 1;
+                if conn.is_none() {
+                    let info = self.target(&None).await?;
+                    match Conn::new(self.opts(&info)).await {
+                        Ok(c) => conn = Some((c, info)),
+                        Err(e) => {
+                            let kind = classify(&e);
+                            match (kind, delays.next()) {
+                                (ErrorKind::Transient, Some(d)) => {
+                                    tokio::time::sleep(d).await;
+                                    continue;
+                                }
+                                _ => return Err(sql_error(&info, attempts, kind, e)),
+                            }
+                        }
+                    }
+                }
+                let Some((c, info)) = conn.as_mut() else {
+                    continue;
+                };
+                let result = if self.read_only && !is_transaction_control(stmt) {
+                    run_read_only(c, stmt).await
+                } else {
+                    run_statement(c, stmt).await
+                };
+                match result {
+                    Ok(mut sets) => {
+                        out.append(&mut sets);
+                        break;
+                    }
+                    Err(e) => {
+                        let kind = classify(&e);
+                        let info = info.clone();
+                        conn = None;
+                        match (kind, delays.next()) {
+                            (ErrorKind::Transient, Some(d)) => tokio::time::sleep(d).await,
+                            _ => return Err(sql_error(&info, attempts, kind, e)),
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((c, _)) = conn {
+            let _ = c.disconnect().await;
+        }
+        Ok(out)
+    }
+}
+
+fn is_transaction_control(stmt: &str) -> bool {
+    let s = stmt.trim_start().to_ascii_lowercase();
+    [
+        "start transaction",
+        "begin",
+        "commit",
+        "rollback",
+        "set autocommit",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
+}
+
+/// Dolt 2.2.0 records `SET SESSION TRANSACTION READ ONLY` but enforces it only inside an
+/// explicit `START TRANSACTION READ ONLY`; so each statement of a read-only client runs in one.
+async fn run_read_only(c: &mut Conn, sql: &str) -> Result<Vec<ResultSet>, mysql_async::Error> {
+    c.query_drop("START TRANSACTION READ ONLY").await?;
+    match run_statement(c, sql).await {
+        Ok(sets) => {
+            c.query_drop("COMMIT").await?;
+            Ok(sets)
+        }
+        Err(e) => {
+            let _ = c.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn run_statement(c: &mut Conn, sql: &str) -> Result<Vec<ResultSet>, mysql_async::Error> {
+    let mut result = c.query_iter(sql).await?;
+    let mut sets = Vec::new();
+    loop {
+        let columns = result.columns();
+        let affected = result.affected_rows();
+        let rows: Vec<mysql_async::Row> = result.collect().await?;
+        if let Some(cols) = columns.filter(|c| !c.is_empty()) {
+            sets.push(ResultSet {
+                columns: cols.iter().map(|c| c.name_str().into_owned()).collect(),
+                column_types: cols.iter().map(|c| c.column_type()).collect(),
+                rows: rows
+                    .iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.as_ref(i).cloned().unwrap_or(mysql_async::Value::NULL))
+                            .collect()
+                    })
+                    .collect(),
+                affected_rows: affected,
+            });
+        }
+        if result.is_empty() {
+            break;
+        }
+    }
+    Ok(sets)
+}
+
+fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn sql_error(
+    info: &ConnectionInfo,
+    attempts: u32,
+    kind: ErrorKind,
+    e: mysql_async::Error,
+) -> Error {
+    Error::Sql {
+        target: format!("{}:{}", info.host, info.port),
+        attempts,
+        transient: kind == ErrorKind::Transient,
+        message: match &e {
+            mysql_async::Error::Server(s) => s.message.clone(),
+            other => other.to_string(),
+        },
+        code: server_code(&e),
+    }
+}

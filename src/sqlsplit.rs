@@ -1,0 +1,185 @@
+//! Splits SQL text into statements the way the mysql client does: semicolons inside quotes,
+//! backticks and comments do not end a statement, and `DELIMITER` lines (as in mysqldump
+//! output) change the delimiter.
+
+/// One statement with the 1-based line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub line: usize,
+    pub text: String,
+}
+
+pub fn split(sql: &str) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut delim = ";".to_string();
+    let mut cur = String::new();
+    let mut start_line = 1;
+    let mut line = 1;
+    let b = sql.as_bytes();
+    let mut i = 0;
+    let flush = |cur: &mut String, start_line: usize, out: &mut Vec<Statement>| {
+        let t = cur.trim();
+        if !t.is_empty() {
+            out.push(Statement {
+                line: start_line,
+                text: t.to_string(),
+            });
+        }
+        cur.clear();
+    };
+    while i < b.len() {
+        let at_line_start = i == 0 || b[i - 1] == b'\n';
+        if at_line_start && cur.trim().is_empty() {
+            // `DELIMITER x` is a client command, only valid on a line of its own.
+            let rest = &sql[i..];
+            let l = rest.split('\n').next().unwrap_or("");
+            let lt = l.trim_start();
+            if lt.len() >= 10 && lt[..10].eq_ignore_ascii_case("delimiter ") {
+                let d = lt[10..].trim();
+                if !d.is_empty() {
+                    delim = d.to_string();
+                }
+                i += l.len();
+                cur.clear();
+                continue;
+            }
+        }
+        let c = b[i];
+        if cur.trim().is_empty() && !c.is_ascii_whitespace() {
+            start_line = line;
+        }
+        if sql[i..].starts_with(delim.as_str()) {
+            flush(&mut cur, start_line, &mut out);
+            i += delim.len();
+            continue;
+        }
+        match c {
+            b'\'' | b'"' | b'`' => {
+                let end = skip_quoted(b, i, c);
+                line += count_newlines(&b[i..end]);
+                cur.push_str(&sql[i..end]);
+                i = end;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-')
+                && b.get(i + 2).is_none_or(|x| x.is_ascii_whitespace()) =>
+            {
+                i = skip_line(b, i);
+            }
+            b'#' => i = skip_line(b, i),
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
+                let comment = &sql[i..end];
+                line += count_newlines(comment.as_bytes());
+                // /*! ... */ are executable comments in mysqldump output: keep them.
+                if comment.starts_with("/*!") {
+                    cur.push_str(comment);
+                } else {
+                    cur.push(' ');
+                }
+                i = end;
+            }
+            _ => {
+                if c == b'\n' {
+                    line += 1;
+                }
+                let ch_len = utf8_len(c);
+                cur.push_str(&sql[i..i + ch_len]);
+                i += ch_len;
+            }
+        }
+    }
+    flush(&mut cur, start_line, &mut out);
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+fn count_newlines(b: &[u8]) -> usize {
+    b.iter().filter(|c| **c == b'\n').count()
+}
+
+/// Index just past the closing quote; doubled quotes and backslash escapes stay inside.
+fn skip_quoted(b: &[u8], start: usize, q: u8) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == b'\\' && q != b'`' {
+            i += 2;
+            continue;
+        }
+        if b[i] == q {
+            if b.get(i + 1) == Some(&q) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// Index of the newline ending this comment (kept, so line counting sees it).
+fn skip_line(b: &[u8], start: usize) -> usize {
+    b[start..]
+        .iter()
+        .position(|c| *c == b'\n')
+        .map_or(b.len(), |p| start + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(sql: &str) -> Vec<String> {
+        split(sql).into_iter().map(|s| s.text).collect()
+    }
+
+    #[test]
+    fn semicolons_in_strings_and_comments_do_not_split() {
+        let sql = "INSERT INTO t VALUES ('a;b', \"c;d\", `e;f`); -- x; y\n\
+                   /* z; */ SELECT 'it''s;' ; # more; here\nSELECT 'a\\';b'";
+        assert_eq!(
+            texts(sql),
+            [
+                "INSERT INTO t VALUES ('a;b', \"c;d\", `e;f`)",
+                "SELECT 'it''s;'",
+                "SELECT 'a\\';b'"
+            ]
+        );
+    }
+
+    #[test]
+    fn delimiter_lines_and_mysqldump_comments() {
+        let sql = "/*!40101 SET NAMES utf8mb4 */;\nDELIMITER ;;\nCREATE TRIGGER x BEFORE INSERT ON t FOR EACH ROW BEGIN SET @a = 1; END;;\nDELIMITER ;\nSELECT 1;";
+        assert_eq!(
+            texts(sql),
+            [
+                "/*!40101 SET NAMES utf8mb4 */",
+                "CREATE TRIGGER x BEFORE INSERT ON t FOR EACH ROW BEGIN SET @a = 1; END",
+                "SELECT 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn statements_know_their_line() {
+        let s = split("SELECT 1;\n\n-- c\nSELECT\n'x\ny';\nSELECT 3");
+        let lines: Vec<usize> = s.iter().map(|s| s.line).collect();
+        assert_eq!(lines, [1, 4, 7]);
+    }
+
+    #[test]
+    fn unicode_survives() {
+        assert_eq!(
+            texts("SELECT 'é;ü'; SELECT '日本'"),
+            ["SELECT 'é;ü'", "SELECT '日本'"]
+        );
+    }
+}
