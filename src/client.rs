@@ -36,6 +36,8 @@ pub struct ConnectionInfo {
     /// The server's unix socket, when it exists.
     pub socket: Option<PathBuf>,
     pub database: Option<String>,
+    /// The server was started read-only.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for ConnectionInfo {
@@ -151,9 +153,20 @@ pub struct ResultSet {
     pub affected_rows: u64,
 }
 
+/// What a client intends to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write; a read-only server is refused at connect time.
+    Write,
+    /// Read-only sessions.
+    ReadOnly,
+    /// Whatever the server allows: read-only sessions on a read-only server (the CLI's mode).
+    Auto,
+}
+
 pub struct Client {
     cfg: Config,
-    read_only: bool,
+    access: Access,
     database: Option<String>,
 }
 
@@ -161,7 +174,7 @@ impl Client {
     pub fn from_config(cfg: Config) -> Client {
         Client {
             cfg,
-            read_only: false,
+            access: Access::Write,
             database: None,
         }
     }
@@ -176,8 +189,31 @@ impl Client {
     /// enforces). Nothing on the way to a connection writes. Dolt does not block DDL or its
     /// version-control procedures this way; a read-only server does.
     pub fn read_only(mut self) -> Client {
-        self.read_only = true;
+        self.access = Access::ReadOnly;
         self
+    }
+
+    /// Sets the access mode (see [`Access`]).
+    pub fn access(mut self, access: Access) -> Client {
+        self.access = access;
+        self
+    }
+
+    /// Read-only sessions for this connection: asked for, or imposed by the server.
+    fn read_only_for(&self, info: &ConnectionInfo) -> bool {
+        self.access == Access::ReadOnly || (self.access == Access::Auto && info.read_only)
+    }
+
+    /// A writable client may not use a read-only server: say so now, not at the first write.
+    fn check_access(&self, info: ConnectionInfo) -> Result<ConnectionInfo> {
+        if info.read_only && self.access == Access::Write {
+            return Err(Error::ServerReadOnly {
+                data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
+                detail: "this client asked for a writable connection; use a read-only client"
+                    .into(),
+            });
+        }
+        Ok(info)
     }
 
     /// Connect to this database by default.
@@ -198,6 +234,7 @@ impl Client {
             password: self.cfg.client.password.clone(),
             socket: state.socket.clone().filter(|s| s.exists()),
             database: self.database.clone(),
+            read_only: state.read_only,
         }
     }
 
@@ -230,11 +267,14 @@ impl Client {
     /// auto-start is on.
     pub async fn ensure(&self) -> Result<ConnectionInfo> {
         if let Some(info) = self.running()? {
-            return Ok(info);
+            return self.check_access(info);
         }
         self.autostart_allowed()?;
-        let state = control::start(&self.cfg).await?;
-        Ok(self.info_from(&state))
+        let opts = control::StartOptions {
+            idle_timeout: Some(self.cfg.client.autostart_idle_timeout),
+        };
+        let state = control::start_with(&self.cfg, &opts).await?;
+        self.check_access(self.info_from(&state))
     }
 
     /// The URL of the server, started if needed.
@@ -244,7 +284,7 @@ impl Client {
 
     fn opts(&self, info: &ConnectionInfo) -> Opts {
         let mut b = info.opts();
-        if self.read_only {
+        if self.read_only_for(info) {
             b = b.init(vec!["SET SESSION TRANSACTION READ ONLY"]);
         }
         b.into()
@@ -265,7 +305,7 @@ impl Client {
     /// supervisor at all, auto-start.
     async fn target(&self, last: &Option<ConnectionInfo>) -> Result<ConnectionInfo> {
         if let Some(info) = self.running()? {
-            return Ok(info);
+            return self.check_access(info);
         }
         let st = control::status(&self.cfg)?;
         if st.supervisor_alive {
@@ -402,7 +442,8 @@ impl Client {
                 let Some((c, info)) = conn.as_mut() else {
                     continue;
                 };
-                let result = if self.read_only && !is_transaction_control(stmt) {
+                let read_only = self.read_only_for(info);
+                let result = if read_only && !is_transaction_control(stmt) {
                     run_read_only(c, stmt).await
                 } else {
                     run_statement(c, stmt).await
@@ -411,6 +452,12 @@ impl Client {
                     Ok(mut sets) => {
                         out.append(&mut sets);
                         break;
+                    }
+                    Err(e) if info.read_only && is_read_only_refusal(&e) => {
+                        return Err(Error::ServerReadOnly {
+                            data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
+                            detail: format!("the statement was refused: {}", server_message(&e)),
+                        });
                     }
                     Err(e) => {
                         let kind = classify(&e);
@@ -489,6 +536,18 @@ async fn run_statement(c: &mut Conn, sql: &str) -> Result<Vec<ResultSet>, mysql_
     Ok(sets)
 }
 
+fn is_read_only_refusal(e: &mysql_async::Error) -> bool {
+    let m = server_message(e).to_ascii_lowercase();
+    m.contains("read only") || m.contains("read-only")
+}
+
+fn server_message(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn server_code(e: &mysql_async::Error) -> Option<u16> {
     match e {
         mysql_async::Error::Server(s) => Some(s.code),
@@ -506,10 +565,7 @@ fn sql_error(
         target: format!("{}:{}", info.host, info.port),
         attempts,
         transient: kind == ErrorKind::Transient,
-        message: match &e {
-            mysql_async::Error::Server(s) => s.message.clone(),
-            other => other.to_string(),
-        },
+        message: server_message(&e),
         code: server_code(&e),
     }
 }

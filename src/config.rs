@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub dolt_bin: String,
     pub extra_args: Vec<String>,
     pub max_connections: u32,
+    /// Stop the server (and the supervisor) after this long without client connections;
+    /// zero means never.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +97,9 @@ pub struct ClientConfig {
     pub retry_window: Duration,
     /// SQL user clients connect as.
     pub user: String,
+    /// `idle_timeout` of servers a client auto-starts (zero: never stop them).
+    #[serde(deserialize_with = "de_duration")]
+    pub autostart_idle_timeout: Duration,
     /// Its password (`DOLTCTL_PASSWORD` overrides). When the user is root, a brand-new data dir
     /// gets this root password on its first start. Never put on a command line or in logs.
     pub password: String,
@@ -106,6 +113,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_initial_delay", &self.retry_initial_delay)
             .field("retry_window", &self.retry_window)
             .field("user", &self.user)
+            .field("autostart_idle_timeout", &self.autostart_idle_timeout)
             .field(
                 "password",
                 &if self.password.is_empty() {
@@ -127,6 +135,7 @@ impl Default for ClientConfig {
             retry_window: Duration::from_secs(6),
             user: "root".into(),
             password: String::new(),
+            autostart_idle_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -189,6 +198,7 @@ impl Default for ServerConfig {
             dolt_bin: "dolt".into(),
             extra_args: Vec::new(),
             max_connections: 1000,
+            idle_timeout: Duration::ZERO,
         }
     }
 }

@@ -42,7 +42,7 @@ impl Status {
     pub fn phase(&self) -> Phase {
         match &self.state {
             Some(s) if self.supervisor_alive => s.state,
-            Some(s) if s.state == Phase::Failed => Phase::Failed,
+            Some(s) if matches!(s.state, Phase::Failed | Phase::Idle) => s.state,
             _ => Phase::Stopped,
         }
     }
@@ -80,7 +80,13 @@ fn status_for_start(cfg: &Config) -> Result<Status> {
 }
 
 /// Holds the start lock (an flock released on drop or death).
-struct StartLock(#[allow(dead_code)] Flock<File>);
+pub struct StartLock(#[allow(dead_code)] Flock<File>);
+
+/// Takes the start lock if it is free right now (the supervisor's idle stop: it yields to a
+/// start in progress).
+pub fn try_lock_start(instance: &Instance) -> Option<StartLock> {
+    lock_start(instance, Duration::ZERO).ok()
+}
 
 /// Takes the instance's start lock, waiting at most `timeout`: a stuck start must never hang
 /// every other client forever.
@@ -120,6 +126,19 @@ fn start_deadline(cfg: &Config) -> Duration {
 /// none runs, and returns once the server is ready. Racing calls (any number of processes)
 /// launch one supervisor.
 pub async fn start(cfg: &Config) -> Result<State> {
+    start_with(cfg, &StartOptions::default()).await
+}
+
+/// How a supervisor is started.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Overrides `[server] idle_timeout` (auto-start by clients uses
+    /// `[client] autostart_idle_timeout`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// [`start`] with options.
+pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
     let instance = Instance::new(&cfg.data_dir);
     instance.ensure_dirs()?;
     let total = start_deadline(cfg);
@@ -130,13 +149,20 @@ pub async fn start(cfg: &Config) -> Result<State> {
             data_dir: instance.data_dir().to_path_buf(),
         });
     }
-    let mut child = if st.supervisor_alive {
-        // A supervisor is already at work (starting or in backoff): wait for it.
-        None
-    } else {
-        Some(spawn_supervisor(cfg, &instance)?)
+    let mut child: Option<std::process::Child> = None;
+    let result = loop {
+        let st = status_for_start(cfg)?;
+        if child.is_none() && !st.supervisor_alive {
+            child = Some(spawn_supervisor(cfg, &instance, opts)?);
+        }
+        // Otherwise a supervisor is already at work (starting, in backoff, or stopping after
+        // an idle period): wait for it, and start a new one if it goes away.
+        match wait_ready(cfg, &instance, child.as_mut(), None, total).await {
+            Ok(Some(state)) => break Ok(state),
+            Ok(None) => continue,
+            Err(e) => break Err(e),
+        }
     };
-    let result = wait_ready(cfg, &instance, child.as_mut(), None, total).await;
     drop(lock);
     if let Some(c) = child {
         reap_in_background(c);
@@ -145,7 +171,11 @@ pub async fn start(cfg: &Config) -> Result<State> {
 }
 
 /// Re-executes this program as `doltctl run` in a new session, detached from the terminal.
-fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::Child> {
+fn spawn_supervisor(
+    cfg: &Config,
+    instance: &Instance,
+    opts: &StartOptions,
+) -> Result<std::process::Child> {
     let exe = supervisor_program()?;
     let log_path = instance.supervisor_log();
     let log = std::fs::OpenOptions::new()
@@ -168,6 +198,10 @@ fn spawn_supervisor(cfg: &Config, instance: &Instance) -> Result<std::process::C
     // memory travel along explicitly.
     if cfg.server.read_only {
         cmd.arg("--read-only");
+    }
+    if let Some(t) = opts.idle_timeout {
+        cmd.arg("--idle-timeout")
+            .arg(humantime::format_duration(t).to_string());
     }
     cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
@@ -216,14 +250,15 @@ fn reap_in_background(mut child: std::process::Child) {
 }
 
 /// Waits until the state file says running with a live server (and, if `not_server` is set,
-/// a different server than that pid), or the start failed.
+/// a different server than that pid), or the start failed. `Ok(None)`: the supervisor we were
+/// waiting for (not our child) went away.
 async fn wait_ready(
     cfg: &Config,
     instance: &Instance,
     mut child: Option<&mut std::process::Child>,
     not_server: Option<i32>,
     timeout: Duration,
-) -> Result<State> {
+) -> Result<Option<State>> {
     let deadline = Instant::now() + timeout;
     loop {
         let st = status_for_start(cfg)?;
@@ -234,8 +269,11 @@ async fn wait_ready(
             .is_some_and(|p| Some(p.pid) != not_server);
         if st.is_ready() && fresh {
             if let Some(s) = st.state {
-                return Ok(s);
+                return Ok(Some(s));
             }
+        }
+        if child.is_none() && !st.supervisor_alive && not_server.is_none() {
+            return Ok(None);
         }
         if let Some(s) = &st.state {
             if st.supervisor_alive && s.state == Phase::Failed {
@@ -365,7 +403,10 @@ pub async fn restart(cfg: &Config) -> Result<State> {
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            wait_ready(cfg, &instance, None, old, start_deadline(cfg)).await
+            match wait_ready(cfg, &instance, None, old, start_deadline(cfg)).await? {
+                Some(state) => Ok(state),
+                None => start(cfg).await,
+            }
         }
         None => start(cfg).await,
     }

@@ -127,6 +127,12 @@ pub enum Error {
         code: Option<u16>,
     },
 
+    #[error(
+        "the doltctl server for {data_dir} is read-only ([server] read_only or start --read-only): {detail}; \
+         restart it without read-only to write"
+    )]
+    ServerReadOnly { data_dir: PathBuf, detail: String },
+
     #[error("process {pid}: {message}")]
     Process { pid: i32, message: String },
 

@@ -78,6 +78,20 @@ impl Prober {
         result
     }
 
+    /// Client connections other than this prober's own, from the server's process list. An
+    /// open idle connection counts: it may be a pool's.
+    pub async fn client_connections(&mut self, timeout: Duration) -> Result<u64, String> {
+        let conn = self.conn.as_mut().ok_or("no probe connection")?;
+        let q = conn.query_first::<u64, _>(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()",
+        );
+        match tokio::time::timeout(timeout, q).await {
+            Ok(Ok(n)) => Ok(n.unwrap_or(0)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
     pub async fn close(&mut self) {
         if let Some(c) = self.conn.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), c.disconnect()).await;

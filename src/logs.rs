@@ -182,6 +182,11 @@ fn open_append(path: &Path) -> Result<File> {
 
 /// The last `n` lines of the log, reading into rotated files when the current one is short.
 pub fn read_tail(path: &Path, keep: u32, n: usize) -> Result<Vec<String>> {
+    read_tail_filtered(path, keep, n, Filter::All)
+}
+
+/// The last `n` lines that pass `filter`.
+pub fn read_tail_filtered(path: &Path, keep: u32, n: usize, filter: Filter) -> Result<Vec<String>> {
     let mut lines: VecDeque<String> = VecDeque::new();
     for i in 0..=keep {
         let p = if i == 0 {
@@ -194,7 +199,7 @@ pub fn read_tail(path: &Path, keep: u32, n: usize) -> Result<Vec<String>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(crate::error::Error::io(&p, e)),
         };
-        for l in text.lines().rev() {
+        for l in text.lines().rev().filter(|l| filter.matches(l)) {
             if lines.len() == n {
                 break;
             }
@@ -207,55 +212,131 @@ pub fn read_tail(path: &Path, keep: u32, n: usize) -> Result<Vec<String>> {
     Ok(lines.into())
 }
 
-/// Prints new lines as they are appended, following the file across rotation (a new inode
-/// or a shorter file means it was rotated: read the rest of the old one, then start over).
-pub fn follow(path: &Path, mut out: impl Write, stop: impl Fn() -> bool) -> Result<()> {
-    let mut reader: Option<(BufReader<File>, u64)> = None;
-    let mut buf = String::new();
-    loop {
-        if reader.is_none() {
-            if let Ok(f) = File::open(path) {
-                let ino = f.metadata().at(path)?.ino();
-                let mut r = BufReader::new(f);
-                r.seek(SeekFrom::End(0)).at(path)?;
-                reader = Some((r, ino));
+/// Which lines of the timeline to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    /// The supervisor's own events.
+    Supervisor,
+    /// Dolt's output.
+    Server,
+}
+
+impl Filter {
+    pub fn matches(self, line: &str) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Supervisor => line.contains(" [doltctl] "),
+            Filter::Server => line.contains(" [dolt] "),
+        }
+    }
+}
+
+/// A file being followed, with the part of a line not yet terminated.
+struct Followed {
+    reader: BufReader<File>,
+    ino: u64,
+    pending: String,
+}
+
+impl Followed {
+    fn open(path: &Path, from_end: bool) -> Result<Option<Followed>> {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::error::Error::io(path, e)),
+        };
+        let ino = f.metadata().at(path)?.ino();
+        let mut reader = BufReader::new(f);
+        if from_end {
+            reader.seek(SeekFrom::End(0)).at(path)?;
+        }
+        Ok(Some(Followed {
+            reader,
+            ino,
+            pending: String::new(),
+        }))
+    }
+
+    /// Emits every complete line available; with `all`, a final unterminated one too.
+    fn drain(
+        &mut self,
+        path: &Path,
+        out: &mut impl Write,
+        filter: Filter,
+        all: bool,
+    ) -> Result<bool> {
+        let mut progressed = false;
+        loop {
+            let n = self.reader.read_line(&mut self.pending).at(path)?;
+            if n == 0 {
+                break;
+            }
+            progressed = true;
+            if self.pending.ends_with('\n') {
+                if filter.matches(&self.pending) {
+                    out.write_all(self.pending.as_bytes()).at("stdout")?;
+                }
+                self.pending.clear();
             }
         }
-        let mut progressed = false;
-        if let Some((r, ino)) = reader.as_mut() {
-            loop {
-                buf.clear();
-                let n = r.read_line(&mut buf).at(path)?;
-                if n == 0 || !buf.ends_with('\n') {
-                    if n > 0 {
-                        // A partial line: re-read it once the writer finishes it.
-                        r.seek_relative(-(n as i64)).at(path)?;
-                    }
-                    break;
-                }
-                progressed = true;
-                out.write_all(buf.as_bytes()).at("stdout")?;
+        if all && !self.pending.is_empty() {
+            if filter.matches(&self.pending) {
+                writeln!(out, "{}", self.pending).at("stdout")?;
             }
-            out.flush().at("stdout")?;
-            let current = std::fs::metadata(path).ok();
-            let pos = r.stream_position().at(path)?;
-            let rotated = match current {
-                Some(m) => m.ino() != *ino || m.len() < pos,
-                None => false,
-            };
-            if rotated {
-                // Start the new file from its beginning.
-                let f = File::open(path).at(path)?;
-                let ino = f.metadata().at(path)?.ino();
-                reader = Some((BufReader::new(f), ino));
-                continue;
+            self.pending.clear();
+        }
+        out.flush().at("stdout")?;
+        Ok(progressed)
+    }
+}
+
+fn ino_of(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Prints new lines as they are appended, following the file across rotation without losing
+/// a line: when `server.log` becomes a new file, the old one is read to its end, then any file
+/// rotated in between, then the new one from its start.
+pub fn follow(
+    path: &Path,
+    keep: u32,
+    filter: Filter,
+    mut out: impl Write,
+    stop: impl Fn() -> bool,
+) -> Result<()> {
+    let mut cur = Followed::open(path, true)?;
+    loop {
+        let mut progressed = false;
+        match cur.as_mut() {
+            None => {
+                // No log yet: follow it from its first line once it appears.
+                cur = Followed::open(path, false)?;
+                progressed = cur.is_some();
+            }
+            Some(f) => {
+                progressed |= f.drain(path, &mut out, filter, false)?;
+                if ino_of(path).is_some_and(|ino| ino != f.ino) {
+                    // Rotated: the writer is done with our file.
+                    f.drain(path, &mut out, filter, true)?;
+                    let ours = (1..=keep).find(|i| ino_of(&rotated(path, *i)) == Some(f.ino));
+                    if let Some(i) = ours {
+                        for j in (1..i).rev() {
+                            if let Some(mut mid) = Followed::open(&rotated(path, j), false)? {
+                                mid.drain(path, &mut out, filter, true)?;
+                            }
+                        }
+                    }
+                    cur = Followed::open(path, false)?;
+                    continue;
+                }
             }
         }
         if stop() {
             return Ok(());
         }
         if !progressed {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -263,6 +344,88 @@ pub fn follow(path: &Path, mut out: impl Write, stop: impl Fn() -> bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[test]
+    fn follow_across_fast_rotation_loses_no_line_and_keeps_order() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.log");
+        // 3 x 16 KiB kept: what the follower must read before it is rotated away.
+        let log = Arc::new(ServerLog::open(&p, 16 * 1024, 3).unwrap());
+        let out = Shared::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let checks = Arc::new(AtomicU32::new(0));
+        let follower = {
+            let (p, out, done, checks) = (p.clone(), out.clone(), done.clone(), checks.clone());
+            std::thread::spawn(move || {
+                // Stop only on the check after the one that first saw `done`: by then every
+                // line was written before the last drain.
+                follow(&p, 3, Filter::Server, out, move || {
+                    if done.load(Ordering::SeqCst) {
+                        checks.fetch_add(1, Ordering::SeqCst) >= 1
+                    } else {
+                        false
+                    }
+                })
+                .unwrap()
+            })
+        };
+        // The follower starts at the end of the file: wait until it sees lines.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !out.text().contains("ping") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "follower never started"
+            );
+            log.line(Source::Dolt, "ping");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for i in 0..3000 {
+            log.line(Source::Dolt, &format!("line {i:05}"));
+            log.line(Source::Supervisor, "event");
+            if i % 10 == 0 {
+                // A heavy but not unbounded writer: the follower keeps up as long as it reads
+                // faster than the retained files are rotated away.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        follower.join().unwrap();
+        let text = out.text();
+        let nums: Vec<u32> = text
+            .lines()
+            .filter_map(|l| l.rsplit_once("line ").map(|(_, n)| n.parse().unwrap()))
+            .collect();
+        let missing: Vec<u32> = (0..3000).filter(|n| !nums.contains(n)).take(5).collect();
+        assert!(missing.is_empty(), "lost lines, first: {missing:?}");
+        assert!(
+            nums.windows(2).all(|w| w[0] + 1 == w[1]),
+            "out of order or repeated"
+        );
+        assert!(
+            !text.contains("[doltctl]"),
+            "filter let supervisor lines through"
+        );
+        assert!(rotated(&p, 3).exists(), "the test did not rotate");
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_order() {

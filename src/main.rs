@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use doltctl::client::Access;
 use doltctl::control::{self, Stopped};
 use doltctl::{logs, render, Client, Config, ConfigSource, ConnectionInfo};
 
@@ -43,6 +44,9 @@ enum Cmd {
         /// Serve read-only.
         #[arg(long)]
         read_only: bool,
+        /// Stop after this long without client connections (overrides [server] idle_timeout).
+        #[arg(long, value_name = "DURATION", value_parser = doltctl::config::parse_duration)]
+        idle_timeout: Option<std::time::Duration>,
     },
     /// Start a detached supervisor and wait until the server is ready; prints the URL.
     Start {
@@ -103,6 +107,12 @@ enum Cmd {
         /// How many lines to print first.
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
+        /// Only the supervisor's events.
+        #[arg(long, conflicts_with = "server")]
+        supervisor: bool,
+        /// Only dolt's output.
+        #[arg(long)]
+        server: bool,
     },
 }
 
@@ -145,8 +155,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::discover(&src)?;
     let rt = runtime()?;
     match cli.command {
-        Cmd::Run { read_only } => {
+        Cmd::Run {
+            read_only,
+            idle_timeout,
+        } => {
             cfg.server.read_only |= read_only;
+            if let Some(t) = idle_timeout {
+                cfg.server.idle_timeout = t;
+            }
             rt.block_on(doltctl::supervisor::Supervisor::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -170,7 +186,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Status { json } => status(&cfg, json),
         Cmd::Url { ensure } => {
-            let client = Client::from_config(cfg);
+            let client = Client::from_config(cfg).access(Access::Auto);
             match connection(&rt, &client, ensure)? {
                 Some(info) => {
                     println!("{}", info.url());
@@ -180,7 +196,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Env { ensure, format } => {
-            let client = Client::from_config(cfg);
+            let client = Client::from_config(cfg).access(Access::Auto);
             let Some(info) = connection(&rt, &client, ensure)? else {
                 return Ok(not_running(&client));
             };
@@ -203,7 +219,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Exec { command } => {
-            let client = Client::from_config(cfg);
+            let client = Client::from_config(cfg).access(Access::Auto);
             let info = rt.block_on(client.ensure())?;
             rt.block_on(exec(&command, &render::env_vars(&info)))
         }
@@ -213,7 +229,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             read_only,
         } => {
-            let mut client = Client::from_config(cfg);
+            let mut client = Client::from_config(cfg).access(Access::Auto);
             if let Some(db) = database {
                 client = client.database(db);
             }
@@ -238,14 +254,30 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Logs { follow, lines } => {
+        Cmd::Logs {
+            follow,
+            lines,
+            supervisor,
+            server,
+        } => {
+            let filter = match (supervisor, server) {
+                (true, false) => logs::Filter::Supervisor,
+                (false, true) => logs::Filter::Server,
+                _ => logs::Filter::All,
+            };
             let inst = doltctl::Instance::new(&cfg.data_dir);
             let path = inst.server_log();
-            for l in logs::read_tail(&path, cfg.logs.keep, lines)? {
+            for l in logs::read_tail_filtered(&path, cfg.logs.keep, lines, filter)? {
                 println!("{l}");
             }
             if follow {
-                logs::follow(&path, std::io::stdout().lock(), || false)?;
+                logs::follow(
+                    &path,
+                    cfg.logs.keep,
+                    filter,
+                    std::io::stdout().lock(),
+                    || false,
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -339,6 +371,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
                     password: String::new(),
                     socket: s.socket.clone(),
                     database: None,
+                    read_only: s.read_only,
                 };
                 obj.insert("user".into(), info.user.clone().into());
                 obj.insert("dsn".into(), info.dsn().into());

@@ -21,6 +21,8 @@ pub enum Phase {
     Stopping,
     Stopped,
     Failed,
+    /// Stopped by the supervisor after `idle_timeout` without clients.
+    Idle,
 }
 
 impl std::fmt::Display for Phase {
@@ -32,6 +34,7 @@ impl std::fmt::Display for Phase {
             Phase::Stopping => "stopping",
             Phase::Stopped => "stopped",
             Phase::Failed => "failed",
+            Phase::Idle => "idle",
         };
         f.write_str(s)
     }

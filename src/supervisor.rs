@@ -102,6 +102,9 @@ enum Ended {
     Exited(String),
     Wedged(String),
     Command(Command),
+    /// No client for `idle_timeout`; the start lock is held so no client starts a server
+    /// while this one stops.
+    Idle(crate::control::StartLock),
 }
 
 pub struct Supervisor {
@@ -112,6 +115,7 @@ pub struct Supervisor {
     bin: Option<std::path::PathBuf>,
     failures: VecDeque<Instant>,
     backoff: Duration,
+    idle_lock: Option<crate::control::StartLock>,
 }
 
 impl Supervisor {
@@ -156,6 +160,7 @@ impl Supervisor {
             bin: None,
             failures: VecDeque::new(),
             backoff,
+            idle_lock: None,
         };
         sup.log.event(&format!(
             "supervisor pid {} started for {}",
@@ -172,16 +177,19 @@ impl Supervisor {
             sup.state.log_tail = sup.log.tail(15);
         }
         sup.state.server = None;
-        sup.set_phase(if result.is_ok() {
-            Phase::Stopped
-        } else {
-            Phase::Failed
-        });
+        let phase = match &result {
+            Ok(p) => *p,
+            Err(_) => Phase::Failed,
+        };
+        if sup.state.state != phase {
+            sup.set_phase(phase);
+        }
         sup.log.event("supervisor exiting");
-        result
+        result.map(|_| ())
     }
 
-    async fn main_loop(&mut self, signals: &mut Signals) -> Result<()> {
+    /// Runs until stopped; returns the phase to record at exit (stopped or idle).
+    async fn main_loop(&mut self, signals: &mut Signals) -> Result<Phase> {
         let mut first = true;
         loop {
             let launched_at = Instant::now();
@@ -193,12 +201,20 @@ impl Supervisor {
                         Ended::Command(cmd) => {
                             self.stop_child(&mut child).await;
                             match cmd {
-                                Command::Stop => return Ok(()),
+                                Command::Stop => return Ok(Phase::Stopped),
                                 Command::Restart => {
                                     self.forget_failures();
                                     continue;
                                 }
                             }
+                        }
+                        Ended::Idle(lock) => {
+                            self.stop_child(&mut child).await;
+                            self.log.event("idle stop complete; the next client access starts the server again");
+                            // Keep the start lock until this process exits: a client waiting
+                            // on it then sees no supervisor and starts a new one.
+                            self.idle_lock = Some(lock);
+                            return Ok(Phase::Idle);
                         }
                         Ended::Exited(why) | Ended::Wedged(why) => {
                             if launched_at.elapsed() >= self.cfg.restart.stable_after {
@@ -208,7 +224,7 @@ impl Supervisor {
                         }
                     }
                 }
-                Err(LaunchFailure::Interrupted(Command::Stop)) => return Ok(()),
+                Err(LaunchFailure::Interrupted(Command::Stop)) => return Ok(Phase::Stopped),
                 Err(LaunchFailure::Interrupted(Command::Restart)) => {
                     self.forget_failures();
                     continue;
@@ -221,7 +237,7 @@ impl Supervisor {
             };
             if let Some(cmd) = self.after_failure(failure, signals).await {
                 if cmd == Command::Stop {
-                    return Ok(());
+                    return Ok(Phase::Stopped);
                 }
                 self.forget_failures();
             }
@@ -369,6 +385,8 @@ impl Supervisor {
         let h = self.cfg.health.clone();
         let mut prober = Prober::new(health::probe_opts(&self.cfg, self.state.port));
         let mut missed = 0u32;
+        let idle_timeout = self.cfg.server.idle_timeout;
+        let mut last_client = Instant::now();
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -385,7 +403,26 @@ impl Supervisor {
                 cmd = signals.next() => break Ended::Command(cmd),
                 _ = tick.tick() => {
                     match prober.probe(h.timeout).await {
-                        Ok(()) => missed = 0,
+                        Ok(()) => {
+                            missed = 0;
+                            if idle_timeout.is_zero() {
+                                continue;
+                            }
+                            match prober.client_connections(h.timeout).await {
+                                Ok(n) if n > 0 => last_client = Instant::now(),
+                                Ok(_) if last_client.elapsed() >= idle_timeout => {
+                                    if let Some(lock) = crate::control::try_lock_start(&self.instance) {
+                                        self.log.event(&format!(
+                                            "no client connection for {:?} (idle_timeout); stopping the server",
+                                            last_client.elapsed()
+                                        ));
+                                        break Ended::Idle(lock);
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::debug!("counting client connections: {e}"),
+                            }
+                        }
                         Err(e) => {
                             missed += 1;
                             self.log.event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
