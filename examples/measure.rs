@@ -32,6 +32,7 @@ fn main() {
     let env = [
         ("DOLT_ROOT_PATH", root.to_string_lossy().into_owned()),
         ("DOLT_DISABLE_EVENT_FLUSH", "1".to_string()),
+        ("DOLT_BIN", dolt.to_string_lossy().into_owned()),
     ];
 
     // One database so the server opens real storage.
@@ -78,7 +79,51 @@ fn main() {
         .unwrap_or(100) as f64;
     let pct = |a: u64, b: u64| (b - a) as f64 / hz / window.as_secs_f64() * 100.0;
     let (rss_sup, rss_srv) = (rss_kib(sup), rss_kib(srv));
+
+    // Client side, against the running server: warm connects through the library versus raw
+    // mysql_async connects, and `doltctl url` as a process.
+    let url = state(&data).url.expect("url");
+    let conf = doltctl::Config::load(&cfg).expect("config");
+    let n = 200;
+    let (lib_connect, raw_connect) = rt.block_on(async {
+        let client = doltctl::Client::from_config(conf);
+        let mut lib = Vec::new();
+        let mut raw = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let c = client.conn().await.expect("library connect");
+            lib.push(t.elapsed());
+            let _ = c.disconnect().await;
+            let t = Instant::now();
+            let c = mysql_async::Conn::from_url(url.as_str())
+                .await
+                .expect("raw connect");
+            raw.push(t.elapsed());
+            let _ = c.disconnect().await;
+        }
+        (lib, raw)
+    });
+    let mut url_times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        run(&doltctl, &cfg, &env, "url");
+        url_times.push(t.elapsed());
+    }
     run(&doltctl, &cfg, &env, "stop");
+
+    // Cold first access: one client on a stopped server, versus 16 at once.
+    let mut cold1 = Vec::new();
+    let mut cold16 = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        run_sql(&doltctl, &cfg, &env, 1);
+        cold1.push(t.elapsed());
+        run(&doltctl, &cfg, &env, "stop");
+        let t = Instant::now();
+        run_sql(&doltctl, &cfg, &env, 16);
+        cold16.push(t.elapsed());
+        run(&doltctl, &cfg, &env, "stop");
+    }
 
     let (b, s, h) = (median(&baseline), median(&started), median(&healed));
     println!("rounds: {rounds}");
@@ -105,6 +150,46 @@ fn main() {
         window.as_secs(),
         pct(c0d, c1d)
     );
+    let (lc, rc) = (median(&lib_connect), median(&raw_connect));
+    println!(
+        "warm connect, {n} each: library Client::conn median {:.2} ms vs raw mysql_async {:.2} ms  ratio {:.2}x",
+        ms(lc),
+        ms(rc),
+        ms(lc) / ms(rc)
+    );
+    println!(
+        "`doltctl url` with a running server (process start to exit): median {:.1} ms",
+        ms(median(&url_times))
+    );
+    let (c1, c16) = (median(&cold1), median(&cold16));
+    println!(
+        "cold first access: 1 client median {:.0} ms; slowest of 16 concurrent median {:.0} ms  ratio {:.2}x  (all 1: {}; all 16: {})",
+        ms(c1),
+        ms(c16),
+        ms(c16) / ms(c1),
+        list(&cold1),
+        list(&cold16)
+    );
+}
+
+/// Runs `clients` concurrent `doltctl sql -q "select 1"` and waits for the slowest.
+fn run_sql(doltctl: &Path, cfg: &Path, env: &[(&str, String)], clients: usize) {
+    let children: Vec<_> = (0..clients)
+        .map(|_| {
+            Command::new(doltctl)
+                .arg("--config")
+                .arg(cfg)
+                .args(["sql", "-q", "select 1"])
+                .envs(env.iter().cloned())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("doltctl sql")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "a client failed");
+    }
 }
 
 fn ms(d: Duration) -> f64 {

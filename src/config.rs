@@ -21,6 +21,7 @@ pub struct Config {
     pub logs: LogsConfig,
     pub health: HealthConfig,
     pub client: ClientConfig,
+    pub bootstrap: BootstrapConfig,
     /// Where this config came from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -79,6 +80,34 @@ pub struct HealthConfig {
     pub timeout: Duration,
     /// Consecutive missed probes after which the server is declared wedged and restarted.
     pub max_missed: u32,
+}
+
+/// `[bootstrap]`: what `doltctl init` sets up.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Databases `init` creates when missing.
+    pub databases: Vec<String>,
+    /// Author of the commits doltctl makes; unset: git's `user.name`/`user.email`, else a
+    /// fixed doltctl identity.
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    /// Files applied once each by `init`, in this order.
+    pub seed: Vec<SeedConfig>,
+}
+
+/// `[[bootstrap.seed]]`: one file loaded into one database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedConfig {
+    pub db: String,
+    /// As written; relative to the config file's directory (see [`Config::resolve`]). Kept as
+    /// written because it names the seed in the record and in the commit message.
+    pub file: PathBuf,
+    /// The table of a CSV or JSONL seed (default: the file name without its extension).
+    pub table: Option<String>,
+    /// `sql`, `csv` or `jsonl` (default: from the file's extension).
+    pub format: Option<crate::import::Format>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -181,6 +210,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             health: HealthConfig::default(),
             client: ClientConfig::default(),
+            bootstrap: BootstrapConfig::default(),
             source: None,
         }
     }
@@ -380,7 +410,7 @@ impl Config {
         })
     }
 
-    fn apply_env(&mut self) {
+    pub(crate) fn apply_env(&mut self) {
         if let Some(bin) = std::env::var_os("DOLT_BIN").filter(|v| !v.is_empty()) {
             self.server.dolt_bin = bin.to_string_lossy().into_owned();
         }
@@ -427,7 +457,49 @@ impl Config {
         if self.server.ready_timeout.is_zero() || self.health.interval.is_zero() {
             return bad("[server] ready_timeout and [health] interval must be more than 0s".into());
         }
+        self.validate_bootstrap()
+    }
+
+    fn validate_bootstrap(&self) -> Result<()> {
+        let b = &self.bootstrap;
+        let bad = |m: String| Err(Error::ConfigValue(m));
+        for db in &b.databases {
+            if let Err(m) = crate::bootstrap::check_db_name(db) {
+                return bad(format!("[bootstrap] databases: {m}"));
+            }
+        }
+        for (key, v) in [
+            ("author_name", &b.author_name),
+            ("author_email", &b.author_email),
+        ] {
+            if v.as_deref()
+                .is_some_and(|v| v.trim().is_empty() || v.contains(['<', '>']))
+            {
+                return bad(format!(
+                    "[bootstrap] {key} is empty or contains < or >; remove the key to use git's identity"
+                ));
+            }
+        }
+        for (i, s) in b.seed.iter().enumerate() {
+            let n = i + 1;
+            if let Err(m) = crate::bootstrap::check_db_name(&s.db) {
+                return bad(format!("[[bootstrap.seed]] number {n}: db: {m}"));
+            }
+            if s.file.as_os_str().is_empty() {
+                return bad(format!("[[bootstrap.seed]] number {n}: file is empty"));
+            }
+        }
         Ok(())
+    }
+
+    /// A path from the config file made absolute: relative to the file's directory, or to the
+    /// current directory for built-in defaults.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let base = match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        absolute(&base, p)
     }
 }
 

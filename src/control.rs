@@ -204,6 +204,11 @@ fn spawn_supervisor(
             .arg(humantime::format_duration(t).to_string());
     }
     cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
+    // Its events already go to the rotated server log; supervisor.log (not rotated) only needs
+    // warnings and errors.
+    if std::env::var_os("DOLTCTL_LOG").is_none() {
+        cmd.env("DOLTCTL_LOG", "warn");
+    }
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
     // terminal's signals and hangup never reach the supervisor.
     unsafe {

@@ -17,6 +17,9 @@ use crate::logs::{ServerLog, Source};
 use crate::procinfo::ProcessIdentity;
 use crate::state::write_atomic;
 
+/// The Dolt release doltctl is built and tested against (scripts/install-dolt.sh installs it).
+pub const PINNED_VERSION: &str = "2.2.0";
+
 /// The dolt binary: `DOLT_BIN`/`[server] dolt_bin` as a path, or looked up on PATH.
 pub fn resolve_binary(cfg: &Config) -> Result<PathBuf> {
     let name = &cfg.server.dolt_bin;
@@ -49,7 +52,7 @@ pub fn dolt_env(instance: &Instance) -> Vec<(String, String)> {
 }
 
 /// Prepares the root path doltctl owns: a global config with metrics disabled.
-fn prepare_dolt_root(instance: &Instance) -> Result<()> {
+pub fn prepare_dolt_root(instance: &Instance) -> Result<()> {
     if std::env::var_os("DOLT_ROOT_PATH").is_some_and(|v| !v.is_empty()) {
         return Ok(());
     }

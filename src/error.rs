@@ -7,12 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message, not a `source`: printed with its chain it would
+    // otherwise appear twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 
     #[error("config {path}:{line}:{column}: {key}: {message}")]
     Config {
@@ -136,13 +134,17 @@ pub enum Error {
     #[error("process {pid}: {message}")]
     Process { pid: i32, message: String },
 
-    #[error("mysql on {host}:{port}: {source}")]
-    Mysql {
-        host: String,
-        port: u16,
-        #[source]
-        source: mysql_async::Error,
+    /// A file doltctl loads (an import, a seed): which file, which 1-based line, what is wrong.
+    #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Import {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
     },
+
+    /// `dolt init` (or another dolt command doltctl runs for the user) failed.
+    #[error("{what} failed: {message}")]
+    DoltCommand { what: String, message: String },
 }
 
 fn holder_text(holder: &Option<(i32, String)>) -> String {
@@ -161,10 +163,10 @@ fn tail_text(tail: &[String]) -> String {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err,
         }
     }
 }

@@ -11,12 +11,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bootstrap;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod csv;
+pub mod doctor;
 pub mod dolt;
 pub mod error;
 pub mod health;
+pub mod import;
 pub mod instance;
 pub mod locks;
 pub mod logs;

@@ -151,18 +151,23 @@ impl ServerLog {
 
     fn rotate(&self, inner: &mut Inner) -> Result<()> {
         inner.file = None;
-        let _ = std::fs::remove_file(rotated(&self.path, self.keep));
-        for i in (1..self.keep).rev() {
-            let from = rotated(&self.path, i);
-            if from.exists() {
-                std::fs::rename(&from, rotated(&self.path, i + 1)).at(&from)?;
-            }
-        }
-        std::fs::rename(&self.path, rotated(&self.path, 1)).at(&self.path)?;
+        rotate_files(&self.path, self.keep)?;
         inner.file = Some(open_append(&self.path)?);
         inner.size = 0;
         Ok(())
     }
+}
+
+/// Shifts `path.N` to `path.N+1` (dropping the oldest beyond `keep`) and `path` to `path.1`.
+pub fn rotate_files(path: &Path, keep: u32) -> Result<()> {
+    let _ = std::fs::remove_file(rotated(path, keep));
+    for i in (1..keep).rev() {
+        let from = rotated(path, i);
+        if from.exists() {
+            std::fs::rename(&from, rotated(path, i + 1)).at(&from)?;
+        }
+    }
+    std::fs::rename(path, rotated(path, 1)).at(path)
 }
 
 pub fn rotated(path: &Path, i: u32) -> PathBuf {

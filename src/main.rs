@@ -99,6 +99,46 @@ enum Cmd {
         #[arg(long)]
         read_only: bool,
     },
+    /// Set up a dev environment: doltctl.toml (when there is none), the data dir, missing
+    /// databases, seeds. Never changes existing databases; a second run changes nothing.
+    Init {
+        /// A database to create (repeatable), in addition to [bootstrap] databases.
+        #[arg(long = "db", value_name = "NAME")]
+        databases: Vec<String>,
+        /// Start the server afterwards and print its URL (last line).
+        #[arg(long)]
+        start: bool,
+    },
+    /// Load a SQL, CSV or JSONL file into a database in one transaction (starts the server
+    /// if needed). Any error rolls the whole file back.
+    Import {
+        /// The file (format from its extension: .sql, .csv, .jsonl/.ndjson).
+        file: PathBuf,
+        /// The database to load into.
+        #[arg(long)]
+        db: String,
+        /// CSV/JSONL: the table (default: the file name without its extension).
+        #[arg(long)]
+        table: Option<String>,
+        /// sql, csv or jsonl (default: from the extension).
+        #[arg(long)]
+        format: Option<doltctl::import::Format>,
+        /// Rows per INSERT.
+        #[arg(long, default_value_t = doltctl::import::DEFAULT_BATCH, value_name = "N")]
+        batch: usize,
+        /// Also make a Dolt commit with this message, in the same transaction.
+        #[arg(long, value_name = "MSG")]
+        commit: Option<String>,
+    },
+    /// Check everything a server needs; exit 0 when nothing FAILs. Never starts a server.
+    Doctor {
+        /// Make the safe repairs (stale files, orphans of ours, oversized logs, permissions).
+        #[arg(long)]
+        fix: bool,
+        /// Print an array of {check, status, detail, fix} objects.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the server log (dolt's output and the supervisor's events).
     Logs {
         /// Keep printing new lines as they come.
@@ -152,8 +192,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         explicit: cli.config.clone(),
         data_dir_override: cli.data_dir.clone(),
     };
-    let mut cfg = Config::discover(&src)?;
     let rt = runtime()?;
+    let mut cfg = match cli.command {
+        // Doctor reports a broken config as one of its findings instead of stopping at it.
+        Cmd::Doctor { fix, json } => return doctor(&rt, &src, fix, json),
+        // Init writes the config when there is none.
+        Cmd::Init {
+            ref databases,
+            start,
+        } => return init(&rt, &src, databases, start),
+        _ => Config::discover(&src)?,
+    };
     match cli.command {
         Cmd::Run {
             read_only,
@@ -254,6 +303,30 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Import {
+            file,
+            db,
+            table,
+            format,
+            batch,
+            commit,
+        } => {
+            use std::io::IsTerminal;
+            let author = doltctl::bootstrap::author(&cfg).to_string();
+            let spec = doltctl::import::ImportSpec {
+                table,
+                format,
+                batch,
+                commit: commit.map(|message| doltctl::import::CommitSpec { message, author }),
+                progress: std::io::stderr().is_terminal(),
+                ..doltctl::import::ImportSpec::new(file, db)
+            };
+            let summary = rt.block_on(doltctl::import::run(&cfg, &spec))?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init { .. } => unreachable!("handled before the config is loaded"),
+        Cmd::Doctor { .. } => unreachable!("handled before the config is loaded"),
         Cmd::Logs {
             follow,
             lines,
@@ -282,6 +355,77 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn init(
+    rt: &tokio::runtime::Runtime,
+    src: &ConfigSource,
+    databases: &[String],
+    start: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let (path, wrote) = doltctl::bootstrap::ensure_config(src, databases)?;
+    if wrote {
+        println!("wrote {}", path.display());
+    }
+    let cfg = Config::discover(&ConfigSource {
+        explicit: Some(path),
+        data_dir_override: src.data_dir_override.clone(),
+    })?;
+    let opts = doltctl::bootstrap::InitOptions {
+        databases: databases.to_vec(),
+        start,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = rt.block_on(doltctl::bootstrap::init(&cfg, &opts))?;
+    for a in &report.actions {
+        println!("{a}");
+    }
+    for w in &report.warnings {
+        eprintln!("doltctl: warning: {w}");
+    }
+    if report.actions.is_empty() && !wrote {
+        println!("{}", report.in_place_line());
+    }
+    if let Some(url) = &report.url {
+        println!("{url}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(
+    rt: &tokio::runtime::Runtime,
+    src: &ConfigSource,
+    fix: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let report = rt.block_on(doltctl::doctor::run(src, fix));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.checks)?);
+    } else {
+        for c in &report.checks {
+            let level = match c.status {
+                doltctl::doctor::Level::Ok => "OK  ",
+                doltctl::doctor::Level::Warn => "WARN",
+                doltctl::doctor::Level::Fail => "FAIL",
+            };
+            println!("{level}  {}: {}", c.check, c.detail);
+            if let Some(f) = &c.fixed {
+                println!("      fixed: {f}");
+            } else if let Some(f) = c
+                .fix
+                .as_ref()
+                .filter(|_| c.status != doltctl::doctor::Level::Ok)
+            {
+                println!("      fix: {f}");
+            }
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The running server, or (with `ensure`) one started now.
