@@ -24,6 +24,7 @@ use crate::control;
 use crate::error::{Error, Result};
 use crate::instance::Instance;
 use crate::port::is_local_host;
+use crate::sqlsplit::{is_read_only_statement, is_transaction_control};
 
 /// Where and how to connect. The password is kept out of `Debug`.
 #[derive(Clone, Serialize)]
@@ -322,7 +323,8 @@ impl Client {
     }
 
     /// Runs `op` on a fresh connection, retrying transient failures (of the connect or of
-    /// `op`) with exponential backoff. Permanent errors return at once.
+    /// `op`) with exponential backoff. Permanent errors return at once. `op` may run more than
+    /// once: it must be idempotent, or a transaction that a lost connection rolls back.
     pub async fn with_retry<T, F>(&self, mut op: F) -> Result<T>
     where
         F: for<'c> FnMut(
@@ -463,8 +465,14 @@ impl Client {
                         let kind = classify(&e);
                         let info = info.clone();
                         conn = None;
+                        // Run it again only if it cannot have taken effect: the server refused
+                        // it, or it only reads. A connection lost after sending a write leaves
+                        // its fate unknown, and a second run could apply it twice.
+                        let safe = matches!(e, mysql_async::Error::Server(_))
+                            || read_only
+                            || is_read_only_statement(stmt);
                         match (kind, delays.next()) {
-                            (ErrorKind::Transient, Some(d)) => tokio::time::sleep(d).await,
+                            (ErrorKind::Transient, Some(d)) if safe => tokio::time::sleep(d).await,
                             _ => return Err(sql_error(&info, attempts, kind, e)),
                         }
                     }
@@ -476,19 +484,6 @@ impl Client {
         }
         Ok(out)
     }
-}
-
-fn is_transaction_control(stmt: &str) -> bool {
-    let s = stmt.trim_start().to_ascii_lowercase();
-    [
-        "start transaction",
-        "begin",
-        "commit",
-        "rollback",
-        "set autocommit",
-    ]
-    .iter()
-    .any(|p| s.starts_with(p))
 }
 
 /// Dolt 2.2.0 records `SET SESSION TRANSACTION READ ONLY` but enforces it only inside an

@@ -397,6 +397,12 @@ impl Config {
         let mut cfg = Config::parse_str(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("/"));
         cfg.data_dir = absolute(base, &cfg.data_dir);
+        // A dolt_bin path (not a bare name looked up on PATH) is relative to this file too.
+        if cfg.server.dolt_bin.contains('/') {
+            cfg.server.dolt_bin = absolute(base, Path::new(&cfg.server.dolt_bin))
+                .to_string_lossy()
+                .into_owned();
+        }
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }

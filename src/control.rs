@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::instance::Instance;
-use crate::logs;
 use crate::state::{Phase, State};
+use crate::{locks, logs};
 
 /// What `status` sees: the state file (if any) and whether its processes are really alive.
 #[derive(Debug, Clone)]
@@ -85,35 +85,29 @@ pub struct StartLock(#[allow(dead_code)] Flock<File>);
 /// Takes the start lock if it is free right now (the supervisor's idle stop: it yields to a
 /// start in progress).
 pub fn try_lock_start(instance: &Instance) -> Option<StartLock> {
-    lock_start(instance, Duration::ZERO).ok()
+    locks::try_flock(&instance.start_lock())
+        .ok()
+        .flatten()
+        .map(StartLock)
 }
 
 /// Takes the instance's start lock, waiting at most `timeout`: a stuck start must never hang
 /// every other client forever.
-fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
+async fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
     let path = instance.start_lock();
     let deadline = Instant::now() + timeout;
     loop {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .at(&path)?;
-        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(StartLock(l)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(Error::Timeout {
-                    what: format!("the start lock {} (another start is stuck)", path.display()),
-                    waited: timeout,
-                })
-            }
-            Err((_, e)) => return Err(Error::io(&path, e.into())),
+        if let Some(l) = locks::try_flock(&path)? {
+            return Ok(StartLock(l));
         }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("the start lock {} (another start is stuck)", path.display()),
+                waited: timeout,
+            });
+        }
+        // Short: the lock is held only while a supervisor is being launched.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -140,34 +134,78 @@ pub struct StartOptions {
 /// [`start`] with options.
 pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
     let instance = Instance::new(&cfg.data_dir);
+    // Fast path, no lock: a running server is the common case for clients.
+    if let Ok(st) = status(cfg) {
+        if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
+            return Ok(s.clone());
+        }
+    }
     instance.ensure_dirs()?;
     let total = start_deadline(cfg);
-    let lock = lock_start(&instance, total)?;
-    let st = status_for_start(cfg)?;
-    if st.is_ready() {
-        return st.state.ok_or(Error::NotRunning {
-            data_dir: instance.data_dir().to_path_buf(),
-        });
-    }
-    let mut child: Option<std::process::Child> = None;
-    let result = loop {
-        let st = status_for_start(cfg)?;
-        if child.is_none() && !st.supervisor_alive {
-            child = Some(spawn_supervisor(cfg, &instance, opts)?);
+    let deadline = Instant::now() + total;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // The start lock only covers deciding and launching: once a supervisor holds its own
+        // lock, everyone (the launcher too) waits for readiness without it.
+        let mut child = {
+            let _lock = lock_start(&instance, left).await?;
+            let st = status_for_start(cfg)?;
+            if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
+                return Ok(s.clone());
+            }
+            if st.supervisor_alive {
+                None
+            } else {
+                let mut c = spawn_supervisor(cfg, &instance, opts)?;
+                wait_registered(cfg, &instance, &mut c, left).await?;
+                Some(c)
+            }
+        };
+        let result = wait_ready(cfg, &instance, child.as_mut(), None, left).await;
+        if let Some(c) = child {
+            reap_in_background(c);
         }
-        // Otherwise a supervisor is already at work (starting, in backoff, or stopping after
-        // an idle period): wait for it, and start a new one if it goes away.
-        match wait_ready(cfg, &instance, child.as_mut(), None, total).await {
-            Ok(Some(state)) => break Ok(state),
+        match result {
+            Ok(Some(state)) => return Ok(state),
+            // The supervisor we waited for went away (an idle stop): decide again.
             Ok(None) => continue,
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
-    };
-    drop(lock);
-    if let Some(c) = child {
-        reap_in_background(c);
     }
-    result
+}
+
+/// Waits until a supervisor we spawned has taken its lock and recorded itself in the state
+/// file, or has exited (then `wait_ready` reports why).
+async fn wait_registered(
+    cfg: &Config,
+    instance: &Instance,
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let pid = child.id() as i32;
+    loop {
+        let st = status_for_start(cfg)?;
+        let registered = st.supervisor_alive
+            && st
+                .state
+                .as_ref()
+                .and_then(|s| s.supervisor.as_ref())
+                .is_some_and(|p| p.pid == pid);
+        if registered || !matches!(child.try_wait(), Ok(None)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!(
+                    "the supervisor (pid {pid}) to record itself in {}",
+                    instance.state_file().display()
+                ),
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Re-executes this program as `doltctl run` in a new session, detached from the terminal.
@@ -204,6 +242,10 @@ fn spawn_supervisor(
             .arg(humantime::format_duration(t).to_string());
     }
     cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
+    // Through the environment, never argv: the supervisor's probes log in with it.
+    if !cfg.client.password.is_empty() {
+        cmd.env("DOLTCTL_PASSWORD", &cfg.client.password);
+    }
     // Its events already go to the rotated server log; supervisor.log (not rotated) only needs
     // warnings and errors.
     if std::env::var_os("DOLTCTL_LOG").is_none() {
@@ -235,13 +277,7 @@ pub fn supervisor_program() -> Result<std::path::PathBuf> {
             return Ok(exe);
         }
     }
-    which::which("doltctl").map_err(|_| {
-        Error::ConfigValue(
-            "cannot find the doltctl binary to run a supervisor: install it on PATH \
-             (cargo install --path .) or set DOLTCTL_BIN"
-                .into(),
-        )
-    })
+    which::which("doltctl").map_err(|_| Error::DoltctlNotFound)
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.
@@ -277,7 +313,7 @@ async fn wait_ready(
                 return Ok(Some(s));
             }
         }
-        if child.is_none() && !st.supervisor_alive && not_server.is_none() {
+        if child.is_none() && !st.supervisor_alive {
             return Ok(None);
         }
         if let Some(s) = &st.state {
@@ -323,7 +359,7 @@ async fn wait_ready(
                 log_tail: tail,
             });
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -349,7 +385,7 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
     if !instance.state_file().exists() {
         return Ok(Stopped::NotRunning);
     }
-    let _lock = lock_start(&instance, start_deadline(cfg))?;
+    let _lock = lock_start(&instance, start_deadline(cfg)).await?;
     let st = status(cfg)?;
     let Some(mut state) = st.state else {
         return Ok(Stopped::NotRunning);

@@ -24,8 +24,8 @@ pub const PINNED_VERSION: &str = "2.2.0";
 pub fn resolve_binary(cfg: &Config) -> Result<PathBuf> {
     let name = &cfg.server.dolt_bin;
     let found = if name.contains('/') {
-        let p = PathBuf::from(name);
-        p.is_file().then_some(p)
+        // Absolute, so it still resolves after the launch changes into the data dir.
+        std::fs::canonicalize(name).ok().filter(|p| p.is_file())
     } else {
         which::which(name).ok()
     };
@@ -58,21 +58,39 @@ pub fn prepare_dolt_root(instance: &Instance) -> Result<()> {
     }
     let dir = instance.dolt_root().join(".dolt");
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let global = dir.join("config_global.json");
-    if !global.exists() {
-        write_atomic(&global, br#"{"metrics.disabled":"true"}"#)?;
-    }
-    Ok(())
+    ensure_metrics_disabled(&dir.join("config_global.json"))
 }
 
-/// `dolt version`, e.g. "2.2.0".
-pub async fn version(bin: &Path, instance: &Instance) -> Result<String> {
-    let out = Command::new(bin)
+/// Sets `metrics.disabled` in a dolt global config, keeping what else is there. Any dolt
+/// command creates this file (as `{}`) when it is missing, so adding the key to an existing
+/// file matters as much as writing a new one.
+fn ensure_metrics_disabled(global: &Path) -> Result<()> {
+    let mut doc: serde_json::Map<String, serde_json::Value> = match std::fs::read(global) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(_) => serde_json::Map::new(),
+    };
+    if doc.get("metrics.disabled").and_then(|v| v.as_str()) == Some("true") {
+        return Ok(());
+    }
+    doc.insert("metrics.disabled".into(), "true".into());
+    let text = serde_json::to_vec(&doc).map_err(|e| Error::io(global, e.into()))?;
+    write_atomic(global, &text)
+}
+
+/// `dolt version`, e.g. "2.2.0", run with `env` (see [`dolt_env`]) and a deadline.
+pub async fn version(bin: &Path, env: &[(String, String)]) -> Result<String> {
+    let run = Command::new(bin)
         .arg("version")
-        .envs(dolt_env(instance))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
         .await
+        .map_err(|_| Error::DoltBinary {
+            bin: bin.into(),
+            message: "`dolt version` did not finish within 30s".into(),
+        })?
         .map_err(|e| Error::DoltBinary {
             bin: bin.into(),
             message: format!("cannot run: {e}"),
@@ -115,7 +133,8 @@ pub fn write_config(cfg: &Config, instance: &Instance, spec: &LaunchSpec) -> Res
         "data_dir": instance.data_dir(),
     });
     let path = instance.dolt_config();
-    let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::ConfigValue(e.to_string()))?;
+    let text =
+        serde_json::to_vec_pretty(&doc).map_err(|e| Error::io(instance.dolt_config(), e.into()))?;
     write_atomic(&path, &text)?;
     Ok(path)
 }
@@ -173,7 +192,18 @@ pub fn launch(
             .get_args()
             .map(|a| a.to_string_lossy().into_owned()),
     );
-    let identity = settled_identity(pid, &argv)?;
+    let identity = match settled_identity(pid, &argv) {
+        Ok(id) => id,
+        Err(e) => {
+            // Not reaped yet, so the group id is still this child's: nothing it started in
+            // its group may outlive the failed launch.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
+        }
+    };
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         pumps.push(pump(out, log.clone()));
@@ -238,10 +268,29 @@ impl DoltChild {
         }
     }
 
-    /// Signals the whole process group. The child is ours and not yet reaped, so its pid (and
-    /// group id) cannot have been reused.
+    /// Signals the whole process group. Only while the child is not yet reaped: then its pid
+    /// (and group id) cannot have been reused.
     pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// After the child was reaped: SIGKILL whatever it left in its process group. A group id
+    /// cannot be reused while any member lives, so it is signalled only if /proc shows one.
+    pub fn kill_leftovers(&self) {
+        let pgid = self.pid();
+        let members = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(crate::procinfo::ProcStat::read)
+            .any(|s| s.pgrp == pgid && s.state != 'Z');
+        if members {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -255,5 +304,22 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
             Err(_) => format!("killed by signal {s}"),
         },
         _ => "unknown status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_disabled_in_new_and_existing_global_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("config_global.json");
+        ensure_metrics_disabled(&g).unwrap();
+        std::fs::write(&g, r#"{"user.name":"x"}"#).unwrap();
+        ensure_metrics_disabled(&g).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&g).unwrap()).unwrap();
+        assert_eq!(v["metrics.disabled"], "true");
+        assert_eq!(v["user.name"], "x");
     }
 }

@@ -64,8 +64,8 @@ pub enum Error {
         holder: Option<(i32, String)>,
     },
 
-    #[error("another doltctl supervisor (pid {pid}) is already running for {data_dir}")]
-    AlreadyRunning { data_dir: PathBuf, pid: i32 },
+    #[error("another doltctl supervisor{} is already running for {data_dir}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyRunning { data_dir: PathBuf, pid: Option<i32> },
 
     #[error("timed out after {waited:?} waiting for {what}")]
     Timeout {
@@ -130,6 +130,12 @@ pub enum Error {
          restart it without read-only to write"
     )]
     ServerReadOnly { data_dir: PathBuf, detail: String },
+
+    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .) or set DOLTCTL_BIN")]
+    DoltctlNotFound,
+
+    #[error("cannot resolve host {host:?}; set [server] host to an address such as 127.0.0.1")]
+    Resolve { host: String },
 
     #[error("process {pid}: {message}")]
     Process { pid: i32, message: String },

@@ -85,11 +85,16 @@ impl Prober {
         let q = conn.query_first::<u64, _>(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()",
         );
-        match tokio::time::timeout(timeout, q).await {
+        let r = match tokio::time::timeout(timeout, q).await {
             Ok(Ok(n)) => Ok(n.unwrap_or(0)),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
+        };
+        if r.is_err() {
+            // Same rule as probe(): a connection in an unknown state is not reused.
+            self.conn = None;
         }
+        r
     }
 
     pub async fn close(&mut self) {

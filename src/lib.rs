@@ -32,6 +32,11 @@ pub mod sqlsplit;
 pub mod state;
 pub mod supervisor;
 
+/// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use client::{Client, ConnectionInfo};
 pub use config::{Config, ConfigSource};
 pub use error::{Error, Result};

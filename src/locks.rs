@@ -129,6 +129,24 @@ pub fn probe(path: &Path) -> Result<Holder> {
     }
 }
 
+/// Takes an exclusive flock on one of doltctl's own lock files (created 0600 if missing)
+/// without waiting: `Ok(None)` when another process holds it. Never used on Dolt's LOCK files.
+pub fn try_flock(path: &Path) -> Result<Option<Flock<File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .at(path)?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(crate::error::Error::io(path, e.into())),
+    }
+}
+
 /// Finds the pid holding a FLOCK on (dev, ino) in `/proc/locks`.
 pub fn holder_pid(dev: u64, ino: u64) -> Option<i32> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;

@@ -33,8 +33,7 @@ pub fn preferred_port(instance: &Instance) -> u16 {
 
 /// A port the OS says is free now.
 pub fn os_free_port(host: &str) -> Result<u16> {
-    let a =
-        addr(host, 0).ok_or_else(|| Error::ConfigValue(format!("cannot resolve host {host:?}")))?;
+    let a = addr(host, 0).ok_or_else(|| Error::Resolve { host: host.into() })?;
     let l = TcpListener::bind(a).map_err(|e| Error::io(format!("bind {host}:0"), e))?;
     l.local_addr()
         .map(|a| a.port())
@@ -123,7 +122,7 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
-/// True for loopback addresses and names that resolve only to loopback.
+/// True for `localhost` and loopback addresses (the hosts doltctl may start a server for).
 pub fn is_local_host(host: &str) -> bool {
     if host == "localhost" {
         return true;

@@ -51,25 +51,62 @@ pub fn check_locks(instance: &Instance, log: &ServerLog) -> Result<()> {
     clear_stale_info(instance, log)
 }
 
+/// The pid in `.dolt/sql-server.info`: `None` when there is no file, `Some(None)` when it
+/// names no readable pid.
+pub fn info_file_pid(instance: &Instance) -> Option<Option<i32>> {
+    let text = std::fs::read_to_string(instance.dolt_server_info()).ok()?;
+    Some(text.split(':').next().and_then(|p| p.trim().parse().ok()))
+}
+
+/// True if `pid` is a live `dolt sql-server` serving this data dir (its `--data-dir`, or its
+/// working directory when it has none). A reused pid running some other server is not.
+pub fn serves_data_dir(pid: i32, instance: &Instance) -> bool {
+    let Some(cmd) = procinfo::cmdline(pid) else {
+        return false;
+    };
+    if !procinfo::is_alive(pid) || !procinfo::is_dolt_server(&cmd) {
+        return false;
+    }
+    let same =
+        |p: &std::path::Path| std::fs::canonicalize(p).is_ok_and(|p| p == instance.data_dir());
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let arg = cmd
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| cmd.get(i + 1))
+        .or_else(|| {
+            cmd.iter()
+                .find_map(|a| a.strip_prefix("--data-dir=").map(|_| a))
+        })
+        .map(|a| a.trim_start_matches("--data-dir=").to_string());
+    match arg {
+        Some(d) => {
+            let d = std::path::Path::new(&d);
+            if d.is_absolute() {
+                same(d)
+            } else {
+                cwd.is_some_and(|c| same(&c.join(d)))
+            }
+        }
+        // With --config the data dir is in the file; fall back to the working directory.
+        None => cwd.is_some_and(|c| same(&c)),
+    }
+}
+
 /// `.dolt/sql-server.info` is `PID:PORT:SECRET`. Stale ones make `dolt init` refuse and send
 /// the dolt CLI to a dead port. Called only when no lock is held; a live dolt server named in
 /// it (e.g. one serving a data dir without databases, so holding no lock) is refused instead.
 fn clear_stale_info(instance: &Instance, log: &ServerLog) -> Result<()> {
     let path = instance.dolt_server_info();
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Some(pid) = info_file_pid(instance) else {
         return Ok(());
     };
-    let pid: Option<i32> = text.split(':').next().and_then(|p| p.trim().parse().ok());
-    if let Some(pid) = pid {
-        if procinfo::is_alive(pid)
-            && procinfo::cmdline(pid).is_some_and(|c| procinfo::is_dolt_server(&c))
-        {
-            return Err(Error::ForeignServer {
-                data_dir: instance.data_dir().to_path_buf(),
-                pid,
-                cmdline: procinfo::describe(pid),
-            });
-        }
+    if let Some(pid) = pid.filter(|p| serves_data_dir(*p, instance)) {
+        return Err(Error::ForeignServer {
+            data_dir: instance.data_dir().to_path_buf(),
+            pid,
+            cmdline: procinfo::describe(pid),
+        });
     }
     log.event(&format!(
         "removing stale {} (pid {} is not a running dolt server and no lock is held)",

@@ -23,7 +23,6 @@ pub struct ProcessIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
     pub state: char,
-    pub ppid: i32,
     pub pgrp: i32,
     pub start_time: u64,
 }
@@ -43,7 +42,6 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     // f[0] is field 3 (state); field N is f[N - 3].
     Some(ProcStat {
         state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         start_time: f.get(19)?.parse().ok()?,
     })
@@ -190,7 +188,6 @@ mod tests {
             "123 (we (ird) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         let p = parse_stat(s).unwrap();
         assert_eq!(p.state, 'S');
-        assert_eq!(p.ppid, 1);
         assert_eq!(p.pgrp, 123);
         assert_eq!(p.start_time, 98765);
     }

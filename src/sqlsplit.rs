@@ -133,6 +133,61 @@ fn skip_line(b: &[u8], start: usize) -> usize {
         .map_or(b.len(), |p| start + p)
 }
 
+// Statement classification, by the first words of a statement.
+
+/// Statements that only read: running one twice changes nothing.
+pub fn is_read_only_statement(stmt: &str) -> bool {
+    let w = first_words(stmt);
+    match w.first().map(String::as_str) {
+        Some("SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "USE" | "HELP") => true,
+        // SELECT ... INTO OUTFILE/DUMPFILE writes a file.
+        Some("SELECT") => {
+            !stmt.to_ascii_uppercase().contains("INTO OUTFILE")
+                && !stmt.to_ascii_uppercase().contains("INTO DUMPFILE")
+        }
+        _ => false,
+    }
+}
+
+/// Statements that end a transaction on their own (as in MySQL), or call Dolt procedures
+/// that commit.
+pub fn commits_implicitly(stmt: &str) -> bool {
+    let w = first_words(stmt);
+    let first = w.first().map(String::as_str).unwrap_or_default();
+    matches!(
+        first,
+        "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" | "GRANT" | "REVOKE"
+    ) || (first == "CALL" && w.get(1).is_some_and(|p| p.starts_with("DOLT_")))
+}
+
+/// Statements that would end or reopen the import's transaction; they are skipped.
+pub fn is_transaction_control(stmt: &str) -> bool {
+    let w = first_words(stmt);
+    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["BEGIN"] | ["BEGIN", "WORK", ..] | ["START", "TRANSACTION", ..] | ["COMMIT", ..] => true,
+        ["ROLLBACK", rest @ ..] => !rest.contains(&"TO"),
+        ["SET", rest @ ..] => rest
+            .iter()
+            .take(2)
+            .any(|x| x.trim_start_matches("@@").trim_start_matches("SESSION.") == "AUTOCOMMIT"),
+        _ => false,
+    }
+}
+
+/// The first few words, upper-cased, with a leading `/*!NNNNN` version comment opened.
+pub fn first_words(stmt: &str) -> Vec<String> {
+    let mut s = stmt.trim_start();
+    if let Some(rest) = s.strip_prefix("/*!") {
+        s = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    s.split(|c: char| c.is_whitespace() || c == '(' || c == '=' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .map(|w| w.trim_end_matches("*/").to_ascii_uppercase())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +236,43 @@ mod tests {
             texts("SELECT 'é;ü'; SELECT '日本'"),
             ["SELECT 'é;ü'", "SELECT '日本'"]
         );
+    }
+
+    #[test]
+    fn transaction_control_is_recognised() {
+        for s in [
+            "BEGIN",
+            "start transaction",
+            "COMMIT",
+            "commit work",
+            "ROLLBACK",
+            "SET autocommit=0",
+            "SET @@session.autocommit = 1",
+            "set AUTOCOMMIT = 1",
+        ] {
+            assert!(is_transaction_control(s), "{s}");
+        }
+        for s in [
+            "ROLLBACK TO SAVEPOINT a",
+            "SET NAMES utf8mb4",
+            "/*!40101 SET NAMES utf8mb4 */",
+            "INSERT INTO t VALUES ('COMMIT')",
+            "BEGIN NOT ATOMIC SELECT 1; END",
+        ] {
+            assert!(!is_transaction_control(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn implicit_commits_are_recognised() {
+        assert!(commits_implicitly("CREATE TABLE t (i int)"));
+        assert!(commits_implicitly(
+            "/*!40000 ALTER TABLE `t` DISABLE KEYS */"
+        ));
+        assert!(commits_implicitly("drop table if exists t"));
+        assert!(commits_implicitly("CALL dolt_commit('-am', 'x')"));
+        assert!(!commits_implicitly("INSERT INTO created VALUES (1)"));
+        assert!(!commits_implicitly("/*!40101 SET NAMES utf8mb4 */"));
+        assert!(!commits_implicitly("CALL my_proc()"));
     }
 }

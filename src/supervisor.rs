@@ -7,17 +7,16 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
 use crate::dolt::{self, describe_exit, DoltChild, LaunchSpec};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::health::{self, Prober};
 use crate::instance::Instance;
 use crate::logs::ServerLog;
@@ -62,29 +61,19 @@ impl Signals {
 
 /// Takes the supervisor lock without waiting. The kernel releases it if we die.
 pub fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
-    let path = instance.supervisor_lock();
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .at(&path)?;
-    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
+    match crate::locks::try_flock(&instance.supervisor_lock())? {
+        Some(l) => Ok(l),
+        None => {
             let pid = State::read(&instance.state_file())
                 .ok()
                 .flatten()
-                .and_then(|s| s.supervisor.map(|p| p.pid))
-                .unwrap_or(0);
-            Error::AlreadyRunning {
+                .and_then(|s| s.supervisor.filter(|p| p.is_running()).map(|p| p.pid));
+            Err(Error::AlreadyRunning {
                 data_dir: instance.data_dir().to_path_buf(),
                 pid,
-            }
-        } else {
-            Error::io(&path, errno.into())
+            })
         }
-    })
+    }
 }
 
 /// Why a launch did not give a running server.
@@ -303,7 +292,13 @@ impl Supervisor {
             Some(b) => b.clone(),
             None => {
                 let b = dolt::resolve_binary(&self.cfg).map_err(Fatal)?;
-                let v = dolt::version(&b, &self.instance).await.map_err(Fatal)?;
+                // Before any dolt command: dolt creates the root's global config itself.
+                dolt::prepare_dolt_root(&self.instance).map_err(Fatal)?;
+                let env = dolt::dolt_env(&self.instance);
+                let v = tokio::select! {
+                    v = dolt::version(&b, &env) => v.map_err(Fatal)?,
+                    cmd = signals.next() => return Err(LaunchFailure::Interrupted(cmd)),
+                };
                 self.state.dolt_version = Some(v);
                 self.bin = Some(b.clone());
                 b
@@ -339,7 +334,7 @@ impl Supervisor {
                 status = child.child.wait() => {
                     child.drain().await;
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    child.signal_group(Signal::SIGKILL);
+                    child.kill_leftovers();
                     self.log.event(&format!("dolt exited before it was ready ({status})"));
                     return Err(Retry(Error::ExitedBeforeReady { status, log_tail: self.log.excerpt(5) }));
                 }
@@ -366,7 +361,7 @@ impl Supervisor {
             }
             // Fine-grained polling: refused connections come back at once.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                 _ = child.child.wait() => {}
             }
         }
@@ -395,7 +390,7 @@ impl Supervisor {
                 status = child.child.wait() => {
                     child.drain().await;
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    child.signal_group(Signal::SIGKILL);
+                    child.kill_leftovers();
                     let msg = format!("dolt pid {} exited unexpectedly ({status})", child.pid());
                     self.log.event(&msg);
                     break Ended::Exited(msg);
@@ -454,7 +449,7 @@ impl Supervisor {
                 self.log
                     .event(&format!("dolt pid {} stopped ({s})", child.pid()));
                 // Anything it left in its group goes too.
-                child.signal_group(Signal::SIGKILL);
+                child.kill_leftovers();
             }
             Err(_) => {
                 self.log.event(&format!(
@@ -471,8 +466,14 @@ impl Supervisor {
     /// SIGKILL to the group and reap.
     async fn kill_child(&mut self, child: &mut DoltChild) {
         child.signal_group(Signal::SIGKILL);
-        // SIGKILL cannot be caught or blocked, and acts on stopped processes too.
-        let _ = child.child.wait().await;
+        // SIGKILL cannot be caught or blocked, and acts on stopped processes too; only a
+        // process stuck in the kernel (uninterruptible I/O) outlives it for a while.
+        if tokio::time::timeout(Duration::from_secs(30), child.child.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(pid = child.pid(), "still not gone 30s after SIGKILL");
+        }
         child.drain().await;
         self.state.server = None;
     }

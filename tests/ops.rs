@@ -78,6 +78,33 @@ fn doctor_without_fix_changes_nothing_and_starts_nothing() {
 }
 
 #[test]
+fn doctor_on_a_fresh_dir_without_dolt_root_path_creates_nothing() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.data_dir).unwrap();
+    let out = env
+        .doltctl()
+        .env_remove("DOLT_ROOT_PATH")
+        .env("HOME", env.dir.path())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(&env.data_dir)
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "doctor wrote {left:?}");
+    assert!(
+        !env.dir.path().join(".dolt").exists(),
+        "doctor wrote into HOME"
+    );
+}
+
+#[test]
 fn doctor_removes_a_stale_info_file_and_leaves_locks_alone() {
     let env = TestEnv::new();
     init_db(&env, "app");
@@ -320,6 +347,7 @@ fn idle_server_stops_releases_locks_and_comes_back_on_next_access() {
 
 #[test]
 fn an_open_idle_connection_keeps_the_server_up() {
+    const IDLE: Duration = Duration::from_secs(1);
     let env = TestEnv::new();
     let text = std::fs::read_to_string(&env.config)
         .unwrap()
@@ -331,7 +359,7 @@ fn an_open_idle_connection_keeps_the_server_up() {
         let conn = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
         // Waiting is the behaviour under test: several idle timeouts pass with the
         // connection open (and idle), and the server must still be there.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::sleep(IDLE * 4).await;
         assert!(srv.is_running(), "stopped despite an open connection");
         conn.disconnect().await.unwrap();
     });
@@ -381,7 +409,6 @@ fn read_only_server_refuses_writes_clearly_and_serves_reads() {
 
     // A writable library client is refused at connect time, before any write.
     let cfg = doltctl::Config::load(&env.config).unwrap();
-    std::env::set_var("DOLT_ROOT_PATH", env.root());
     let err = block_on(doltctl::Client::from_config(cfg).conn()).unwrap_err();
     assert!(
         matches!(err, doltctl::Error::ServerReadOnly { .. }),

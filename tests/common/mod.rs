@@ -27,12 +27,24 @@ pub fn dolt_bin() -> PathBuf {
         .expect("dolt is not installed: run scripts/install-dolt.sh (or scripts/test, which does)")
 }
 
+/// A free port for a test's server, from 10000-19999: below the kernel's ephemeral range
+/// (32768+), where other tests' outgoing connections could take a port between this check
+/// and the server's bind, and below doltctl's `auto` range (20000-29999).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    loop {
+        let n = seed.wrapping_add(NEXT.fetch_add(7, Ordering::Relaxed));
+        let port = 10_000 + (n % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` until it holds or `timeout` passes.

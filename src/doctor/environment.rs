@@ -1,0 +1,307 @@
+//! Checks of what a server needs around it: dolt, the config, the data dir, runtime file
+//! permissions, logs and disk space.
+
+use super::*;
+
+pub(super) fn config_check(cfg: &Config) -> Check {
+    let d = Config::default();
+    let mut diffs = Vec::new();
+    let mut diff = |k: &str, a: String, b: String| {
+        if a != b {
+            diffs.push(format!("{k}={a}"));
+        }
+    };
+    diff(
+        "server.host",
+        cfg.server.host.clone(),
+        d.server.host.clone(),
+    );
+    diff(
+        "server.port",
+        cfg.server.port.to_string(),
+        d.server.port.to_string(),
+    );
+    diff(
+        "server.read_only",
+        cfg.server.read_only.to_string(),
+        d.server.read_only.to_string(),
+    );
+    diff(
+        "server.log_level",
+        format!("{:?}", cfg.server.log_level),
+        format!("{:?}", d.server.log_level),
+    );
+    diff(
+        "server.dolt_bin",
+        cfg.server.dolt_bin.clone(),
+        d.server.dolt_bin.clone(),
+    );
+    diff(
+        "server.extra_args",
+        format!("{:?}", cfg.server.extra_args),
+        format!("{:?}", d.server.extra_args),
+    );
+    diff(
+        "server.ready_timeout",
+        format!("{:?}", cfg.server.ready_timeout),
+        format!("{:?}", d.server.ready_timeout),
+    );
+    diff(
+        "server.stop_timeout",
+        format!("{:?}", cfg.server.stop_timeout),
+        format!("{:?}", d.server.stop_timeout),
+    );
+    diff(
+        "server.idle_timeout",
+        format!("{:?}", cfg.server.idle_timeout),
+        format!("{:?}", d.server.idle_timeout),
+    );
+    diff(
+        "restart.max_failures",
+        cfg.restart.max_failures.to_string(),
+        d.restart.max_failures.to_string(),
+    );
+    diff(
+        "logs.max_size",
+        cfg.logs.max_size.to_string(),
+        d.logs.max_size.to_string(),
+    );
+    diff(
+        "client.autostart",
+        cfg.client.autostart.to_string(),
+        d.client.autostart.to_string(),
+    );
+    let from = match &cfg.source {
+        Some(p) => format!("{}", p.display()),
+        None => "built-in defaults (no doltctl.toml found)".into(),
+    };
+    let changed = if diffs.is_empty() {
+        "all defaults".to_string()
+    } else {
+        format!("non-default: {}", diffs.join(", "))
+    };
+    check(
+        "config",
+        Level::Ok,
+        format!("{from}; data_dir={}; {changed}", cfg.data_dir.display()),
+    )
+}
+
+pub(super) async fn dolt_check(cfg: &Config) -> Check {
+    let bin = match dolt::resolve_binary(cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            return check("dolt binary", Level::Fail, e.to_string())
+                .fix("run scripts/install-dolt.sh, or set DOLT_BIN / [server] dolt_bin")
+        }
+    };
+    // A throwaway root: `dolt version` writes into its root, and doctor changes nothing.
+    let root = match tempfile_dir() {
+        Ok(r) => r,
+        Err(e) => {
+            return check(
+                "dolt binary",
+                Level::Warn,
+                format!("cannot make a temp dir: {e}"),
+            )
+        }
+    };
+    let env = vec![
+        ("DOLT_DISABLE_EVENT_FLUSH".to_string(), "1".to_string()),
+        (
+            "DOLT_ROOT_PATH".to_string(),
+            root.to_string_lossy().into_owned(),
+        ),
+    ];
+    let version = dolt::version(&bin, &env).await;
+    let _ = std::fs::remove_dir_all(&root);
+    match version {
+        Ok(v) if v == dolt::PINNED_VERSION => check(
+            "dolt binary",
+            Level::Ok,
+            format!("{}, version {v}", bin.display()),
+        ),
+        Ok(v) => check(
+            "dolt binary",
+            Level::Warn,
+            format!(
+                "{}, version {v}; doltctl is tested with {}",
+                bin.display(),
+                dolt::PINNED_VERSION
+            ),
+        )
+        .fix("install the tested version with scripts/install-dolt.sh"),
+        Err(e) => check("dolt binary", Level::Fail, e.to_string())
+            .fix("reinstall dolt with scripts/install-dolt.sh"),
+    }
+}
+
+pub(super) fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let template = std::env::temp_dir().join("doltctl-doctor-XXXXXX");
+    nix::unistd::mkdtemp(&template).map_err(std::io::Error::from)
+}
+
+pub(super) fn data_dir_check(instance: &Instance) -> Check {
+    let dir = instance.data_dir();
+    if !dir.exists() {
+        return check(
+            "data dir",
+            Level::Warn,
+            format!("{} does not exist", dir.display()),
+        )
+        .fix("`doltctl start` creates it, or point --data-dir / data_dir at your data");
+    }
+    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return check(
+            "data dir",
+            Level::Fail,
+            format!("{} is not writable", dir.display()),
+        )
+        .fix("fix its ownership or permissions");
+    }
+    let dbs = locks::databases(dir).unwrap_or_default();
+    let interrupted: Vec<String> = std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.path().join(".dolt_safe_to_ignore").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<&str> = dbs.iter().map(|d| d.name.as_str()).collect();
+    let detail = format!(
+        "{}: {} database(s){}",
+        dir.display(),
+        names.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    );
+    if interrupted.is_empty() {
+        check("data dir", Level::Ok, detail)
+    } else {
+        check(
+            "data dir",
+            Level::Warn,
+            format!(
+                "{detail}; interrupted CREATE DATABASE left: {} (dolt skips them)",
+                interrupted.join(", ")
+            ),
+        )
+        .fix("check those directories and remove them by hand if they hold nothing you need")
+    }
+}
+
+/// The instance's status, and the checks of the state file itself.
+pub(super) fn permission_checks(instance: &Instance) -> Vec<Check> {
+    let dir = instance.runtime_dir();
+    if !dir.exists() {
+        return vec![];
+    }
+    let mut bad = Vec::new();
+    let mut want = vec![(dir.to_path_buf(), 0o700)];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_file() {
+                want.push((e.path(), 0o600));
+            }
+        }
+    }
+    let mut repairs = Vec::new();
+    for (p, mode) in want {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let have = m.permissions().mode() & 0o777;
+        if have != mode {
+            bad.push(format!("{} is {have:o} (want {mode:o})", p.display()));
+            repairs.push(Repair::FixMode(p, mode));
+        }
+    }
+    if bad.is_empty() {
+        return vec![check(
+            "permissions",
+            Level::Ok,
+            format!("{} is 0700, its files 0600", dir.display()),
+        )];
+    }
+    // One line of evidence, one repair per file.
+    repairs
+        .into_iter()
+        .zip(bad)
+        .map(|(r, b)| {
+            check("permissions", Level::Warn, b)
+                .fix("`doltctl doctor --fix` sets it")
+                .repair(r)
+        })
+        .collect()
+}
+
+pub(super) fn log_checks(
+    cfg: &Config,
+    instance: &Instance,
+    st: &Option<InstanceStatus>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let log = instance.server_log();
+    let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let supervisor_alive = st.as_ref().is_some_and(|s| s.supervisor_alive);
+    if size > cfg.logs.max_size {
+        let c = check(
+            "logs",
+            Level::Warn,
+            format!(
+                "{} is {size} bytes, over [logs] max_size {}",
+                log.display(),
+                cfg.logs.max_size
+            ),
+        );
+        out.push(if supervisor_alive {
+            // The running supervisor rotates it at its next line.
+            c.fix("the running supervisor rotates it with its next line")
+        } else {
+            c.fix("`doltctl doctor --fix` rotates it")
+                .repair(Repair::RotateLog(log.clone(), cfg.logs.keep))
+        });
+    } else {
+        out.push(check(
+            "logs",
+            Level::Ok,
+            format!(
+                "{} is {size} bytes (rotates at {})",
+                log.display(),
+                cfg.logs.max_size
+            ),
+        ));
+    }
+    let probe_dir = if instance.data_dir().exists() {
+        instance.data_dir().to_path_buf()
+    } else {
+        instance
+            .data_dir()
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()
+    };
+    if let Ok(vfs) = nix::sys::statvfs::statvfs(&probe_dir) {
+        let free = vfs.blocks_available() * vfs.fragment_size();
+        let total = vfs.blocks() * vfs.fragment_size();
+        let gib = free as f64 / (1u64 << 30) as f64;
+        let low = free < (1 << 30) || (total > 0 && free * 20 < total);
+        let c = check(
+            "disk space",
+            if low { Level::Warn } else { Level::Ok },
+            format!("{gib:.1} GiB free under {}", probe_dir.display()),
+        );
+        out.push(if low {
+            c.fix("free disk space: Dolt needs room for its journal")
+        } else {
+            c
+        });
+    }
+    out
+}
