@@ -415,7 +415,13 @@ pub async fn init(cfg: &Config, opts: &InitOptions) -> Result<InitReport> {
     dolt::prepare_dolt_root(&instance)?;
     let author = author(cfg);
 
+    // No supervisor may start between this check and the databases' creation: a server
+    // scans the data dir once, at start, and would not see a database created under it.
+    let start_lock = control::lock_start(&instance, std::time::Duration::from_secs(120)).await?;
     let server_up = control::status(cfg)?.supervisor_alive;
+    // Through a server, the client may need to wait for it (and so for this lock): keep the
+    // lock only for the `dolt init` path.
+    let start_lock = (!server_up).then_some(start_lock);
     let missing: Vec<&String> = databases
         .iter()
         .filter(|d| !instance.data_dir().join(d).join(".dolt").is_dir())
@@ -448,6 +454,7 @@ pub async fn init(cfg: &Config, opts: &InitOptions) -> Result<InitReport> {
             through_server: server_up,
         });
     }
+    drop(start_lock);
 
     let log_path = seeds_file(&instance);
     let mut log = SeedLog::read(&log_path)?;

@@ -92,8 +92,8 @@ pub fn try_lock_start(instance: &Instance) -> Option<StartLock> {
 }
 
 /// Takes the instance's start lock, waiting at most `timeout`: a stuck start must never hang
-/// every other client forever.
-async fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
+/// every other client forever. Holding it, nobody launches a supervisor for the instance.
+pub async fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
     let path = instance.start_lock();
     let deadline = Instant::now() + timeout;
     loop {

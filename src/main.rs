@@ -218,6 +218,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Start { read_only } => {
             cfg.server.read_only |= read_only;
             let state = rt.block_on(control::start(&cfg))?;
+            if cfg.server.read_only && !state.read_only {
+                // Already running, writable: it was not started now, so the flag had no effect.
+                anyhow::bail!(
+                    "a writable server is already running for {} ({}); stop it (`doltctl stop`) \
+                     and start again with --read-only",
+                    state.data_dir.display(),
+                    state.url.unwrap_or_default()
+                );
+            }
             println!("{}", state.url.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
