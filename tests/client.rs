@@ -18,24 +18,12 @@ fn catches_sigterm(pid: i32) -> bool {
         .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
 }
 
-fn doltctl_std(env: &TestEnv) -> std::process::Command {
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
-    c.current_dir(env.dir.path())
-        .env_remove("DOLTCTL_CONFIG")
-        .env("DOLT_BIN", dolt_bin())
-        .env("DOLT_ROOT_PATH", env.root())
-        .env("DOLT_DISABLE_EVENT_FLUSH", "1")
-        .arg("--config")
-        .arg(&env.config);
-    c
-}
-
 #[test]
 fn sixteen_concurrent_cold_clients_start_exactly_one_server() {
     let env = TestEnv::new();
     let children: Vec<_> = (0..16)
         .map(|_| {
-            doltctl_std(&env)
+            env.doltctl_std()
                 .args(["sql", "-q", "select 1"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -67,14 +55,7 @@ fn query_right_after_kill9_of_the_server_succeeds_through_retry() {
     // A window that covers a full restart on a loaded machine (Dolt's own tests allow 8.5 s).
     let env = TestEnv::with_config("[client]\nretry_window = \"60s\"\nconnect_retries = 200\n");
     env.start();
-    env.doltctl()
-        .args([
-            "sql",
-            "-q",
-            "create database app; create table app.t (i int primary key)",
-        ])
-        .assert()
-        .success();
+    env.sql("create database app; create table app.t (i int primary key)");
     let old = env.server();
     old.signal(Signal::SIGKILL).unwrap();
     let out = env
@@ -102,10 +83,7 @@ fn query_right_after_kill9_of_the_server_succeeds_through_retry() {
 fn a_permanent_error_returns_at_once_with_the_servers_message() {
     let env = TestEnv::new();
     env.start();
-    env.doltctl()
-        .args(["sql", "-q", "create database app"])
-        .assert()
-        .success();
+    env.sql("create database app");
     let out = env
         .doltctl()
         .args(["sql", "-d", "app", "-q", "select * from no_such_table"])
@@ -227,7 +205,8 @@ fn exec_forwards_sigterm_to_the_command() {
         "trap 'touch {}; exit 0' TERM; while true; do sleep 0.05; done",
         marker.display()
     );
-    let mut child = doltctl_std(&env)
+    let mut child = env
+        .doltctl_std()
         .args(["exec", "--", "sh", "-c", &script])
         .spawn()
         .unwrap();
@@ -310,10 +289,9 @@ fn a_password_with_url_metacharacters_round_trips() {
 fn read_only_sessions_refuse_writes_and_allow_reads() {
     let env = TestEnv::new();
     env.start();
-    env.doltctl()
-        .args(["sql", "-q", "create database app; create table app.t (i int primary key); insert into app.t values (1)"])
-        .assert()
-        .success();
+    env.sql(
+        "create database app; create table app.t (i int primary key); insert into app.t values (1)",
+    );
     let out = env
         .doltctl()
         .args([

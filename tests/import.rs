@@ -387,14 +387,8 @@ fn import_survives_a_server_restart_underneath_without_duplicates() {
         csv.push_str(&format!("{i},value number {i}\n"));
     }
     let file = write(&env, "t.csv", csv.as_bytes());
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("doltctl"))
-        .current_dir(env.dir.path())
-        .env_remove("DOLTCTL_CONFIG")
-        .env("DOLT_BIN", dolt_bin())
-        .env("DOLT_ROOT_PATH", env.root())
-        .env("DOLT_DISABLE_EVENT_FLUSH", "1")
-        .arg("--config")
-        .arg(&env.config)
+    let child = env
+        .doltctl_std()
         .args(["import", "--db", "app"])
         .arg(&file)
         .stdout(Stdio::piped())

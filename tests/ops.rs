@@ -52,22 +52,10 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, u64, i64)> {
     out
 }
 
-fn init_db(env: &TestEnv, name: &str) {
-    let db = env.data_dir.join(name);
-    std::fs::create_dir_all(&db).unwrap();
-    let ok = env
-        .dolt()
-        .args(["init", "--name", "t", "--email", "t@example.com"])
-        .current_dir(&db)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
 #[test]
 fn doctor_without_fix_changes_nothing_and_starts_nothing() {
     let env = TestEnv::new();
-    init_db(&env, "app");
+    env.init_db("app");
     std::fs::write(env.data_dir.join(".dolt/sql-server.info"), "1:2:x").ok();
     let before = snapshot(&env.data_dir);
     let (code, checks) = doctor_json(&env, false);
@@ -107,7 +95,7 @@ fn doctor_on_a_fresh_dir_without_dolt_root_path_creates_nothing() {
 #[test]
 fn doctor_removes_a_stale_info_file_and_leaves_locks_alone() {
     let env = TestEnv::new();
-    init_db(&env, "app");
+    env.init_db("app");
     let lock = env.data_dir.join("app/.dolt/noms/LOCK");
     let ino = inode(&lock);
     std::fs::create_dir_all(env.data_dir.join(".dolt")).unwrap();
@@ -124,17 +112,14 @@ fn doctor_removes_a_stale_info_file_and_leaves_locks_alone() {
     assert!(!info.exists());
     assert_eq!(inode(&lock), ino);
     // And dolt init works in the data dir again (a stale info file makes it refuse).
-    init_db(&env, "second");
+    env.init_db("second");
 }
 
 #[test]
 fn doctor_stops_an_orphaned_server_of_ours_with_fix() {
     let env = TestEnv::new();
     env.start();
-    env.doltctl()
-        .args(["sql", "-q", "create database app"])
-        .assert()
-        .success();
+    env.sql("create database app");
     let st = env.state().unwrap();
     let (sup, srv) = (st.supervisor.unwrap(), st.server.unwrap());
     sup.signal(Signal::SIGKILL).unwrap();
@@ -161,7 +146,7 @@ fn doctor_stops_an_orphaned_server_of_ours_with_fix() {
 #[test]
 fn doctor_names_a_foreign_lock_holder_and_never_signals_it() {
     let mut env = TestEnv::new();
-    init_db(&env, "app");
+    env.init_db("app");
     let child = env
         .dolt()
         .args([
@@ -300,20 +285,9 @@ fn doctor_reports_journal_damage_with_the_fsck_hint() {
 
 #[test]
 fn idle_server_stops_releases_locks_and_comes_back_on_next_access() {
-    let env = TestEnv::with_config("");
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("[restart]", "idle_timeout = \"1s\"\n[restart]");
-    env.write_config(&text);
+    let env = TestEnv::with_server("idle_timeout = \"1s\"");
     env.start();
-    env.doltctl()
-        .args([
-            "sql",
-            "-q",
-            "create database app; create table app.t (i int primary key)",
-        ])
-        .assert()
-        .success();
+    env.sql("create database app; create table app.t (i int primary key)");
     let srv = env.server();
     wait_until("idle stop", Duration::from_secs(60), || {
         env.state().is_some_and(|s| s.state == doltctl::Phase::Idle)
@@ -348,11 +322,7 @@ fn idle_server_stops_releases_locks_and_comes_back_on_next_access() {
 #[test]
 fn an_open_idle_connection_keeps_the_server_up() {
     const IDLE: Duration = Duration::from_secs(1);
-    let env = TestEnv::new();
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("[restart]", "idle_timeout = \"1s\"\n[restart]");
-    env.write_config(&text);
+    let env = TestEnv::with_server("idle_timeout = \"1s\"");
     let url = env.start();
     let srv = env.server();
     block_on(async {
@@ -374,10 +344,9 @@ fn an_open_idle_connection_keeps_the_server_up() {
 fn read_only_server_refuses_writes_clearly_and_serves_reads() {
     let env = TestEnv::new();
     env.start();
-    env.doltctl()
-        .args(["sql", "-q", "create database app; create table app.t (i int primary key); insert into app.t values (1)"])
-        .assert()
-        .success();
+    env.sql(
+        "create database app; create table app.t (i int primary key); insert into app.t values (1)",
+    );
     env.stop();
     let out = env
         .doltctl()

@@ -128,15 +128,8 @@ fn kill9_of_supervisor_then_start_gives_one_server() {
 #[test]
 fn hand_started_dolt_server_is_refused_named_and_untouched() {
     let env = TestEnv::new();
+    env.init_db("app");
     let db = env.data_dir.join("app");
-    std::fs::create_dir_all(&db).unwrap();
-    let ok = env
-        .dolt()
-        .args(["init", "--name", "t", "--email", "t@example.com"])
-        .current_dir(&db)
-        .status()
-        .unwrap();
-    assert!(ok.success());
     // Someone starts a server by hand on the data dir, on another port.
     let other_port = free_port();
     let sock = env.dir.path().join("hand.sock");
@@ -277,11 +270,7 @@ fn auto_port_avoids_a_taken_preferred_port() {
 
 #[test]
 fn dolt_that_exits_at_once_ends_failed_with_log_excerpt() {
-    let env = TestEnv::with_config("");
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("[restart]", "extra_args = [\"--no-such-flag\"]\n[restart]");
-    env.write_config(&text);
+    let env = TestEnv::with_server("extra_args = [\"--no-such-flag\"]");
     let out = env.doltctl().arg("start").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -324,13 +313,7 @@ fn sigstopped_dolt_is_declared_wedged_and_restarted() {
 fn two_racing_starts_launch_one_server() {
     let env = TestEnv::new();
     let spawn = || {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
-        c.current_dir(env.dir.path())
-            .env("DOLT_BIN", dolt_bin())
-            .env("DOLT_ROOT_PATH", env.root())
-            .env("DOLT_DISABLE_EVENT_FLUSH", "1")
-            .arg("--config")
-            .arg(&env.config)
+        env.doltctl_std()
             .arg("start")
             .stdout(std::process::Stdio::piped())
             .spawn()

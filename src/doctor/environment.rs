@@ -4,73 +4,52 @@
 use super::*;
 
 pub(super) fn config_check(cfg: &Config) -> Check {
+    // Effective values that differ from the built-in defaults.
+    type Field = (&'static str, fn(&Config) -> String);
+    let fields: &[Field] = &[
+        ("server.host", |c| c.server.host.clone()),
+        ("server.port", |c| c.server.port.to_string()),
+        ("server.read_only", |c| c.server.read_only.to_string()),
+        ("server.log_level", |c| format!("{:?}", c.server.log_level)),
+        ("server.dolt_bin", |c| c.server.dolt_bin.clone()),
+        ("server.extra_args", |c| {
+            format!("{:?}", c.server.extra_args)
+        }),
+        ("server.ready_timeout", |c| {
+            format!("{:?}", c.server.ready_timeout)
+        }),
+        ("server.stop_timeout", |c| {
+            format!("{:?}", c.server.stop_timeout)
+        }),
+        ("server.idle_timeout", |c| {
+            format!("{:?}", c.server.idle_timeout)
+        }),
+        ("server.max_connections", |c| {
+            c.server.max_connections.to_string()
+        }),
+        ("restart.initial_backoff", |c| {
+            format!("{:?}", c.restart.initial_backoff)
+        }),
+        ("restart.max_backoff", |c| {
+            format!("{:?}", c.restart.max_backoff)
+        }),
+        ("restart.max_failures", |c| {
+            c.restart.max_failures.to_string()
+        }),
+        ("health.interval", |c| format!("{:?}", c.health.interval)),
+        ("logs.max_size", |c| c.logs.max_size.to_string()),
+        ("logs.keep", |c| c.logs.keep.to_string()),
+        ("client.autostart", |c| c.client.autostart.to_string()),
+        ("client.user", |c| c.client.user.clone()),
+    ];
     let d = Config::default();
-    let mut diffs = Vec::new();
-    let mut diff = |k: &str, a: String, b: String| {
-        if a != b {
-            diffs.push(format!("{k}={a}"));
-        }
-    };
-    diff(
-        "server.host",
-        cfg.server.host.clone(),
-        d.server.host.clone(),
-    );
-    diff(
-        "server.port",
-        cfg.server.port.to_string(),
-        d.server.port.to_string(),
-    );
-    diff(
-        "server.read_only",
-        cfg.server.read_only.to_string(),
-        d.server.read_only.to_string(),
-    );
-    diff(
-        "server.log_level",
-        format!("{:?}", cfg.server.log_level),
-        format!("{:?}", d.server.log_level),
-    );
-    diff(
-        "server.dolt_bin",
-        cfg.server.dolt_bin.clone(),
-        d.server.dolt_bin.clone(),
-    );
-    diff(
-        "server.extra_args",
-        format!("{:?}", cfg.server.extra_args),
-        format!("{:?}", d.server.extra_args),
-    );
-    diff(
-        "server.ready_timeout",
-        format!("{:?}", cfg.server.ready_timeout),
-        format!("{:?}", d.server.ready_timeout),
-    );
-    diff(
-        "server.stop_timeout",
-        format!("{:?}", cfg.server.stop_timeout),
-        format!("{:?}", d.server.stop_timeout),
-    );
-    diff(
-        "server.idle_timeout",
-        format!("{:?}", cfg.server.idle_timeout),
-        format!("{:?}", d.server.idle_timeout),
-    );
-    diff(
-        "restart.max_failures",
-        cfg.restart.max_failures.to_string(),
-        d.restart.max_failures.to_string(),
-    );
-    diff(
-        "logs.max_size",
-        cfg.logs.max_size.to_string(),
-        d.logs.max_size.to_string(),
-    );
-    diff(
-        "client.autostart",
-        cfg.client.autostart.to_string(),
-        d.client.autostart.to_string(),
-    );
+    let diffs: Vec<String> = fields
+        .iter()
+        .filter_map(|(k, f)| {
+            let v = f(cfg);
+            (v != f(&d)).then(|| format!("{k}={v}"))
+        })
+        .collect();
     let from = match &cfg.source {
         Some(p) => format!("{}", p.display()),
         None => "built-in defaults (no doltctl.toml found)".into(),

@@ -120,18 +120,55 @@ max_missed = 3
         self.dir.path().join("root")
     }
 
-    /// `doltctl` with this env's config and dolt.
-    pub fn doltctl(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("doltctl").unwrap();
+    /// A test env whose `[server]` section also has `line`.
+    pub fn with_server(line: &str) -> TestEnv {
+        let env = TestEnv::new();
+        let text = std::fs::read_to_string(&env.config)
+            .unwrap()
+            .replace("[restart]", &format!("{line}\n[restart]"));
+        env.write_config(&text);
+        env
+    }
+
+    /// `doltctl` with this env's config and dolt, as a plain command (to spawn and wait).
+    pub fn doltctl_std(&self) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
         c.current_dir(self.dir.path())
             .env_remove("DOLTCTL_CONFIG")
             .env("DOLT_BIN", dolt_bin())
             .env("DOLT_ROOT_PATH", self.root())
             .env("DOLT_DISABLE_EVENT_FLUSH", "1")
             .arg("--config")
-            .arg(&self.config)
-            .timeout(Duration::from_secs(180));
+            .arg(&self.config);
         c
+    }
+
+    /// `doltctl` with this env's config and dolt.
+    pub fn doltctl(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::from_std(self.doltctl_std());
+        c.timeout(Duration::from_secs(180));
+        c
+    }
+
+    /// Runs statements through `doltctl sql` and asserts they succeed.
+    pub fn sql(&self, statements: &str) {
+        self.doltctl()
+            .args(["sql", "-q", statements])
+            .assert()
+            .success();
+    }
+
+    /// Creates database `name` with the plain dolt CLI (no server involved).
+    pub fn init_db(&self, name: &str) {
+        let db = self.data_dir.join(name);
+        std::fs::create_dir_all(&db).unwrap();
+        let ok = self
+            .dolt()
+            .args(["init", "--name", "t", "--email", "t@example.com"])
+            .current_dir(&db)
+            .status()
+            .unwrap();
+        assert!(ok.success());
     }
 
     /// Runs `doltctl start` and returns the URL it printed.
