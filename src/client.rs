@@ -291,14 +291,19 @@ impl Client {
         b.into()
     }
 
-    fn backoff(&self) -> impl Iterator<Item = Duration> {
+    /// A fresh retry budget for one operation.
+    fn retries(&self) -> Retries {
         let c = &self.cfg.client;
-        ExponentialBuilder::default()
+        let delays = ExponentialBuilder::default()
             .with_min_delay(c.retry_initial_delay)
             .with_max_delay(c.retry_window)
             .with_max_times(c.connect_retries.saturating_sub(1) as usize)
             .with_total_delay(Some(c.retry_window))
-            .build()
+            .build();
+        Retries {
+            delays: Box::new(delays),
+            attempts: 0,
+        }
     }
 
     /// Where to connect for the next attempt: the running server; during a restart (the
@@ -333,62 +338,45 @@ impl Client {
             Box<dyn std::future::Future<Output = Result<T, mysql_async::Error>> + Send + 'c>,
         >,
     {
-        let mut delays = self.backoff();
-        let mut last: Option<ConnectionInfo> = None;
-        let mut attempts = 0u32;
+        let mut tries = self.retries();
         loop {
-            attempts += 1;
-            let info = self.target(&last).await?;
-            let result = async {
-                let mut conn = Conn::new(self.opts(&info)).await?;
-                let r = op(&mut conn).await;
-                let _ = conn.disconnect().await;
-                r
-            }
-            .await;
-            let err = match result {
+            tries.attempts += 1;
+            let (mut conn, info) = self.connect().await?;
+            let result = op(&mut conn).await;
+            let _ = conn.disconnect().await;
+            match result {
                 Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let kind = classify(&err);
-            let delay = if kind == ErrorKind::Transient {
-                delays.next()
-            } else {
-                None
-            };
-            match delay {
-                Some(d) => {
-                    tracing::debug!(
-                        attempt = attempts,
-                        "transient error from {info:?}: {err}; retrying in {d:?}"
-                    );
-                    tokio::time::sleep(d).await;
-                    last = Some(info);
+                Err(e) => {
+                    let kind = classify(&e);
+                    tracing::debug!(attempt = tries.attempts, "error from {info:?}: {e}");
+                    if !tries.again(kind).await {
+                        return Err(sql_error(&info, tries.attempts, kind, e));
+                    }
                 }
-                None => return Err(sql_error(&info, attempts, kind, err)),
             }
         }
     }
 
-    /// A connection, retried as in [`Client::with_retry`].
+    /// A connection, retried while the server is starting or restarting.
     pub async fn conn(&self) -> Result<Conn> {
-        let mut delays = self.backoff();
+        Ok(self.connect().await?.0)
+    }
+
+    /// A connection and where it goes, with the client's retry of transient failures.
+    async fn connect(&self) -> Result<(Conn, ConnectionInfo)> {
+        let mut tries = self.retries();
         let mut last = None;
-        let mut attempts = 0u32;
         loop {
-            attempts += 1;
+            tries.attempts += 1;
             let info = self.target(&last).await?;
             match Conn::new(self.opts(&info)).await {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, info)),
                 Err(e) => {
                     let kind = classify(&e);
-                    match (kind, delays.next()) {
-                        (ErrorKind::Transient, Some(d)) => {
-                            tokio::time::sleep(d).await;
-                            last = Some(info);
-                        }
-                        _ => return Err(sql_error(&info, attempts, kind, e)),
+                    if !tries.again(kind).await {
+                        return Err(sql_error(&info, tries.attempts, kind, e));
                     }
+                    last = Some(info);
                 }
             }
         }
@@ -421,28 +409,12 @@ impl Client {
         let mut out = Vec::new();
         let mut conn: Option<(Conn, ConnectionInfo)> = None;
         for stmt in statements {
-            let mut delays = self.backoff();
-            let mut attempts = 0u32;
+            let mut tries = self.retries();
             loop {
-                attempts += 1;
-                if conn.is_none() {
-                    let info = self.target(&None).await?;
-                    match Conn::new(self.opts(&info)).await {
-                        Ok(c) => conn = Some((c, info)),
-                        Err(e) => {
-                            let kind = classify(&e);
-                            match (kind, delays.next()) {
-                                (ErrorKind::Transient, Some(d)) => {
-                                    tokio::time::sleep(d).await;
-                                    continue;
-                                }
-                                _ => return Err(sql_error(&info, attempts, kind, e)),
-                            }
-                        }
-                    }
-                }
-                let Some((c, info)) = conn.as_mut() else {
-                    continue;
+                tries.attempts += 1;
+                let (c, info) = match conn.as_mut() {
+                    Some(c) => c,
+                    None => conn.insert(self.connect().await?),
                 };
                 let read_only = self.read_only_for(info);
                 let result = if read_only && !is_transaction_control(stmt) {
@@ -450,32 +422,30 @@ impl Client {
                 } else {
                     run_statement(c, stmt).await
                 };
-                match result {
+                let e = match result {
                     Ok(mut sets) => {
                         out.append(&mut sets);
                         break;
                     }
-                    Err(e) if info.read_only && is_read_only_refusal(&e) => {
-                        return Err(Error::ServerReadOnly {
-                            data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
-                            detail: format!("the statement was refused: {}", server_message(&e)),
-                        });
-                    }
-                    Err(e) => {
-                        let kind = classify(&e);
-                        let info = info.clone();
-                        conn = None;
-                        // Run it again only if it cannot have taken effect: the server refused
-                        // it, or it only reads. A connection lost after sending a write leaves
-                        // its fate unknown, and a second run could apply it twice.
-                        let safe = matches!(e, mysql_async::Error::Server(_))
-                            || read_only
-                            || is_read_only_statement(stmt);
-                        match (kind, delays.next()) {
-                            (ErrorKind::Transient, Some(d)) if safe => tokio::time::sleep(d).await,
-                            _ => return Err(sql_error(&info, attempts, kind, e)),
-                        }
-                    }
+                    Err(e) => e,
+                };
+                if info.read_only && is_read_only_refusal(&e) {
+                    return Err(Error::ServerReadOnly {
+                        data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
+                        detail: format!("the statement was refused: {}", server_message(&e)),
+                    });
+                }
+                let kind = classify(&e);
+                let info = info.clone();
+                conn = None;
+                // Run it again only if it cannot have taken effect: the server refused it, or
+                // it only reads. A connection lost after sending a write leaves its fate
+                // unknown, and a second run could apply it twice.
+                let safe = matches!(e, mysql_async::Error::Server(_))
+                    || read_only
+                    || is_read_only_statement(stmt);
+                if !(safe && tries.again(kind).await) {
+                    return Err(sql_error(&info, tries.attempts, kind, e));
                 }
             }
         }
@@ -483,6 +453,28 @@ impl Client {
             let _ = c.disconnect().await;
         }
         Ok(out)
+    }
+}
+
+/// The retry budget of one operation: exponential delays, bounded in count and total time.
+struct Retries {
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    attempts: u32,
+}
+
+impl Retries {
+    /// After a failure of `kind`: waits and returns true if the operation may run again.
+    async fn again(&mut self, kind: ErrorKind) -> bool {
+        if kind != ErrorKind::Transient {
+            return false;
+        }
+        match self.delays.next() {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                true
+            }
+            None => false,
+        }
     }
 }
 
