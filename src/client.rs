@@ -313,13 +313,26 @@ impl Client {
         if let Some(info) = self.running()? {
             return self.check_access(info);
         }
-        let st = control::status(&self.cfg)?;
-        if st.supervisor_alive {
-            if let Some(s) = &st.state {
-                if s.port != 0 {
-                    return Ok(self.info_from(s));
-                }
+        // A supervisor at work (starting, restarting): wait for its server to be ready, which
+        // it records within milliseconds, rather than knocking on a port that is not open yet.
+        let deadline = std::time::Instant::now() + self.cfg.client.retry_window;
+        loop {
+            let st = control::status(&self.cfg)?;
+            if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
+                return self.check_access(self.info_from(s));
             }
+            let Some(s) = st.state.as_ref().filter(|_| st.supervisor_alive) else {
+                break;
+            };
+            if s.state == crate::Phase::Failed {
+                // ensure() below reports the failure with its log excerpt.
+                break;
+            }
+            if std::time::Instant::now() >= deadline && s.port != 0 {
+                // Let the connect attempt fail and be retried like any refused connection.
+                return Ok(self.info_from(s));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         match last {
             Some(l) if self.autostart_allowed().is_err() => Ok(l.clone()),
