@@ -178,13 +178,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Two workers are plenty: the supervisor mostly waits.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+fn runtime(cmd: &Cmd) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = match cmd {
+        // Two workers are plenty: the supervisor mostly waits.
+        Cmd::Run { .. } => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        // Client commands do one thing at a time; no worker threads to start (it matters when
+        // many short-lived clients start at once).
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    b.enable_all().build().context("starting the async runtime")
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -192,7 +198,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         explicit: cli.config.clone(),
         data_dir_override: cli.data_dir.clone(),
     };
-    let rt = runtime()?;
+    let rt = runtime(&cli.command)?;
     let mut cfg = match cli.command {
         // Doctor reports a broken config as one of its findings instead of stopping at it.
         Cmd::Doctor { fix, json } => return doctor(&rt, &src, fix, json),

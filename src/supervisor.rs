@@ -105,6 +105,7 @@ pub struct Supervisor {
     failures: VecDeque<Instant>,
     backoff: Duration,
     idle_lock: Option<crate::control::StartLock>,
+    version_task: Option<tokio::task::JoinHandle<Result<String>>>,
 }
 
 impl Supervisor {
@@ -150,6 +151,7 @@ impl Supervisor {
             failures: VecDeque::new(),
             backoff,
             idle_lock: None,
+            version_task: None,
         };
         sup.log.event(&format!(
             "supervisor pid {} started for {}",
@@ -294,12 +296,12 @@ impl Supervisor {
                 let b = dolt::resolve_binary(&self.cfg).map_err(Fatal)?;
                 // Before any dolt command: dolt creates the root's global config itself.
                 dolt::prepare_dolt_root(&self.instance).map_err(Fatal)?;
+                // `dolt version` only informs the state file: run it beside the launch, off
+                // the path to readiness.
                 let env = dolt::dolt_env(&self.instance);
-                let v = tokio::select! {
-                    v = dolt::version(&b, &env) => v.map_err(Fatal)?,
-                    cmd = signals.next() => return Err(LaunchFailure::Interrupted(cmd)),
-                };
-                self.state.dolt_version = Some(v);
+                let vb = b.clone();
+                self.version_task =
+                    Some(tokio::spawn(async move { dolt::version(&vb, &env).await }));
                 self.bin = Some(b.clone());
                 b
             }
@@ -370,6 +372,13 @@ impl Supervisor {
             child.pid(),
             started.elapsed().as_millis()
         ));
+        if let Some(task) = self.version_task.take() {
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Ok(v))) => self.state.dolt_version = Some(v),
+                Ok(Ok(Err(e))) => tracing::warn!("{e}"),
+                _ => tracing::warn!("`dolt version` did not answer; version not recorded"),
+            }
+        }
         self.state.started_at = Some(now_rfc3339());
         self.set_phase(Phase::Running);
         Ok(child)

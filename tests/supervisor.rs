@@ -45,6 +45,7 @@ fn start_ready_write_read_stop_leaves_nothing_behind() {
     assert_eq!(v["state"], "running");
     assert_eq!(v["read_only"], false);
     assert_eq!(v["port"], env.port);
+    assert_eq!(v["dolt_version"], doltctl::dolt::PINNED_VERSION);
 
     env.stop();
     assert!(
