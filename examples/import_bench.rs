@@ -14,14 +14,17 @@
 //! Usage: import_bench DOLTCTL_BIN DOLT_BIN [ROUNDS] [ROWS]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
 const SCHEMA: &str = "CREATE TABLE t (id int primary key, name varchar(64), email varchar(128), \
                       score decimal(10,2), created datetime(6), note text)";
+
+mod common;
+use common::{free_port, median, Sandbox};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -35,35 +38,11 @@ fn main() {
     let n: usize = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(100_000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).expect("root");
-    let env = [
-        ("DOLT_ROOT_PATH", root.to_string_lossy().into_owned()),
-        ("DOLT_DISABLE_EVENT_FLUSH", "1".to_string()),
-        ("DOLT_BIN", dolt.to_string_lossy().into_owned()),
-    ];
-    let data = tmp.path().join("data");
+    let sb = Sandbox::new(&dolt);
+    let (tmp, env, data) = (&sb.tmp, &sb.env, &sb.data);
     let app = data.join("app");
-    std::fs::create_dir_all(&app).expect("data");
-    let ok = Command::new(&dolt)
-        .args(["init", "--name", "m", "--email", "m@example.com"])
-        .current_dir(&app)
-        .envs(env.clone())
-        .stdout(Stdio::null())
-        .status()
-        .expect("dolt init");
-    assert!(ok.success(), "dolt init failed");
     let port = free_port();
-    let cfg = tmp.path().join("doltctl.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = {:?}\n[server]\nport = {port}\n",
-            data.to_string_lossy()
-        ),
-    )
-    .expect("config");
+    let cfg = sb.config(port);
     let url = format!("mysql://root@127.0.0.1:{port}/app");
 
     let (csv, script) = generate(n);
@@ -80,14 +59,13 @@ fn main() {
     let mut dolts = Vec::new();
     let mut raw = Vec::new();
     let mut ours_sql = Vec::new();
-    run(&doltctl, &cfg, &env, &["start"]);
+    sb.doltctl(&doltctl, &cfg, &["start"]);
     for _ in 0..rounds {
         reset(&rt, &url);
         let t = Instant::now();
-        run(
+        sb.doltctl(
             &doltctl,
             &cfg,
-            &env,
             &[
                 "import",
                 &csv_path.to_string_lossy(),
@@ -116,10 +94,9 @@ fn main() {
 
         reset(&rt, &url);
         let t = Instant::now();
-        run(
+        sb.doltctl(
             &doltctl,
             &cfg,
-            &env,
             &["import", &sql_path.to_string_lossy(), "--db", "app"],
         );
         ours_sql.push(t.elapsed());
@@ -127,7 +104,7 @@ fn main() {
 
         // Dolt's own bulk import needs the database to itself.
         reset(&rt, &url);
-        run(&doltctl, &cfg, &env, &["stop"]);
+        sb.doltctl(&doltctl, &cfg, &["stop"]);
         let t = Instant::now();
         let out = Command::new(&dolt)
             .args(["table", "import", "-u", "t"])
@@ -142,10 +119,10 @@ fn main() {
             "dolt table import: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        run(&doltctl, &cfg, &env, &["start"]);
+        sb.doltctl(&doltctl, &cfg, &["start"]);
         check(&rt, &url, n);
     }
-    run(&doltctl, &cfg, &env, &["stop"]);
+    sb.doltctl(&doltctl, &cfg, &["stop"]);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let (o, d, r, s) = (
@@ -257,37 +234,9 @@ fn check(rt: &tokio::runtime::Runtime, url: &str, n: usize) {
     assert_eq!(got, Some(n as i64), "row count after a load");
 }
 
-fn run(doltctl: &Path, cfg: &Path, env: &[(&str, String)], args: &[&str]) {
-    let out = Command::new(doltctl)
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .expect("doltctl");
-    assert!(
-        out.status.success(),
-        "doltctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn list(v: &[Duration]) -> String {
     v.iter()
         .map(|d| format!("{:.2}", d.as_secs_f64()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[v.len() / 2]
 }

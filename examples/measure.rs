@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use doltctl::health;
 use doltctl::state::State;
 
+mod common;
+use common::{free_port, median, ms, Sandbox};
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
@@ -25,47 +28,28 @@ fn main() {
     let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(5);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).expect("root");
-    // Every child below gets this environment: no metrics, a root path of its own.
-    let env = [
-        ("DOLT_ROOT_PATH", root.to_string_lossy().into_owned()),
-        ("DOLT_DISABLE_EVENT_FLUSH", "1".to_string()),
-        ("DOLT_BIN", dolt.to_string_lossy().into_owned()),
-    ];
-
-    // One database so the server opens real storage.
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(data.join("app")).expect("data");
-    let ok = Command::new(&dolt)
-        .args(["init", "--name", "m", "--email", "m@example.com"])
-        .current_dir(data.join("app"))
-        .envs(env.clone())
-        .stdout(Stdio::null())
-        .status()
-        .expect("dolt init");
-    assert!(ok.success(), "dolt init failed");
+    let sb = Sandbox::new(&dolt);
+    let (env, data) = (&sb.env, &sb.data);
 
     let mut baseline = Vec::new();
     let mut started = Vec::new();
     let mut healed = Vec::new();
     for _ in 0..rounds {
-        baseline.push(rt.block_on(raw_dolt_ready(&dolt, &data, &env)));
+        baseline.push(rt.block_on(raw_dolt_ready(&dolt, data, env)));
         let port = free_port();
-        let cfg = write_config(tmp.path(), &data, port);
+        let cfg = sb.config(port);
         let t = Instant::now();
-        run(&doltctl, &cfg, &env, "start");
+        sb.doltctl(&doltctl, &cfg, &["start"]);
         started.push(t.elapsed());
-        healed.push(kill9_to_ready(&data));
-        run(&doltctl, &cfg, &env, "stop");
+        healed.push(kill9_to_ready(data));
+        sb.doltctl(&doltctl, &cfg, &["stop"]);
     }
 
     // Idle usage: a running server, left alone for a while.
     let port = free_port();
-    let cfg = write_config(tmp.path(), &data, port);
-    run(&doltctl, &cfg, &env, "start");
-    let st = state(&data);
+    let cfg = sb.config(port);
+    sb.doltctl(&doltctl, &cfg, &["start"]);
+    let st = state(data);
     let sup = st.supervisor.expect("supervisor").pid;
     let srv = st.server.expect("server").pid;
     std::thread::sleep(Duration::from_secs(2));
@@ -82,7 +66,7 @@ fn main() {
 
     // Client side, against the running server: warm connects through the library versus raw
     // mysql_async connects, and `doltctl url` as a process.
-    let url = state(&data).url.expect("url");
+    let url = state(data).url.expect("url");
     let conf = doltctl::Config::load(&cfg).expect("config");
     let n = 200;
     let (lib_connect, raw_connect) = rt.block_on(async {
@@ -107,29 +91,29 @@ fn main() {
     let mut warm16 = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        run_sql(&doltctl, &cfg, &env, 16);
+        run_sql(&doltctl, &cfg, env, 16);
         warm16.push(t.elapsed());
     }
     let mut url_times = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        run(&doltctl, &cfg, &env, "url");
+        sb.doltctl(&doltctl, &cfg, &["url"]);
         url_times.push(t.elapsed());
     }
-    run(&doltctl, &cfg, &env, "stop");
+    sb.doltctl(&doltctl, &cfg, &["stop"]);
 
     // Cold first access: one client on a stopped server, versus 16 at once.
     let mut cold1 = Vec::new();
     let mut cold16 = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
-        run_sql(&doltctl, &cfg, &env, 1);
+        run_sql(&doltctl, &cfg, env, 1);
         cold1.push(t.elapsed());
-        run(&doltctl, &cfg, &env, "stop");
+        sb.doltctl(&doltctl, &cfg, &["stop"]);
         let t = Instant::now();
-        run_sql(&doltctl, &cfg, &env, 16);
+        run_sql(&doltctl, &cfg, env, 16);
         cold16.push(t.elapsed());
-        run(&doltctl, &cfg, &env, "stop");
+        sb.doltctl(&doltctl, &cfg, &["stop"]);
     }
 
     let (b, s, h) = (median(&baseline), median(&started), median(&healed));
@@ -204,56 +188,11 @@ fn run_sql(doltctl: &Path, cfg: &Path, env: &[(&str, String)], clients: usize) {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn list(v: &[Duration]) -> String {
     v.iter()
         .map(|d| format!("{:.0}", ms(*d)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn write_config(dir: &Path, data: &Path, port: u16) -> PathBuf {
-    let p = dir.join("doltctl.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "data_dir = {:?}\n[server]\nport = {port}\n",
-            data.to_string_lossy()
-        ),
-    )
-    .expect("config");
-    p
-}
-
-fn run(doltctl: &Path, cfg: &Path, env: &[(&str, String)], cmd: &str) {
-    let out = Command::new(doltctl)
-        .arg("--config")
-        .arg(cfg)
-        .arg(cmd)
-        .envs(env.iter().cloned())
-        .output()
-        .expect("doltctl");
-    assert!(
-        out.status.success(),
-        "doltctl {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn state(data: &Path) -> State {
