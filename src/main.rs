@@ -39,6 +39,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Op(Op),
+    /// Set up a dev environment: doltctl.toml (when there is none), the data dir, missing
+    /// databases, seeds. Never changes existing databases; a second run changes nothing.
+    Init {
+        /// A database to create (repeatable), in addition to [bootstrap] databases.
+        #[arg(long = "db", value_name = "NAME")]
+        databases: Vec<String>,
+        /// Start the server afterwards and print its URL (last line).
+        #[arg(long)]
+        start: bool,
+    },
+    /// Check everything a server needs; exit 0 when nothing FAILs. Never starts a server.
+    Doctor {
+        /// Make the safe repairs (stale files, orphans of ours, oversized logs, permissions).
+        #[arg(long)]
+        fix: bool,
+        /// Print an array of {check, status, detail, fix} objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The commands that run on a loaded config.
+#[derive(Subcommand)]
+enum Op {
     /// Run the supervisor in the foreground (logs to stderr; Ctrl-C stops server and supervisor).
     Run {
         /// Serve read-only.
@@ -99,16 +125,6 @@ enum Cmd {
         #[arg(long)]
         read_only: bool,
     },
-    /// Set up a dev environment: doltctl.toml (when there is none), the data dir, missing
-    /// databases, seeds. Never changes existing databases; a second run changes nothing.
-    Init {
-        /// A database to create (repeatable), in addition to [bootstrap] databases.
-        #[arg(long = "db", value_name = "NAME")]
-        databases: Vec<String>,
-        /// Start the server afterwards and print its URL (last line).
-        #[arg(long)]
-        start: bool,
-    },
     /// Load a SQL, CSV or JSONL file into a database in one transaction (starts the server
     /// if needed). Any error rolls the whole file back.
     Import {
@@ -130,15 +146,6 @@ enum Cmd {
         #[arg(long, value_name = "MSG")]
         commit: Option<String>,
     },
-    /// Check everything a server needs; exit 0 when nothing FAILs. Never starts a server.
-    Doctor {
-        /// Make the safe repairs (stale files, orphans of ours, oversized logs, permissions).
-        #[arg(long)]
-        fix: bool,
-        /// Print an array of {check, status, detail, fix} objects.
-        #[arg(long)]
-        json: bool,
-    },
     /// Print the server log (dolt's output and the supervisor's events).
     Logs {
         /// Keep printing new lines as they come.
@@ -159,7 +166,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
-        Cmd::Run { .. } => "info",
+        Cmd::Op(Op::Run { .. }) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -181,7 +188,7 @@ fn main() -> ExitCode {
 fn runtime(cmd: &Cmd) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut b = match cmd {
         // Two workers are plenty: the supervisor mostly waits.
-        Cmd::Run { .. } => {
+        Cmd::Op(Op::Run { .. }) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(2);
             b
@@ -199,7 +206,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir_override: cli.data_dir.clone(),
     };
     let rt = runtime(&cli.command)?;
-    let mut cfg = match cli.command {
+    let op = match cli.command {
         // Doctor reports a broken config as one of its findings instead of stopping at it.
         Cmd::Doctor { fix, json } => return doctor(&rt, &src, fix, json),
         // Init writes the config when there is none.
@@ -207,10 +214,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             ref databases,
             start,
         } => return init(&rt, &src, databases, start),
-        _ => Config::discover(&src)?,
+        Cmd::Op(op) => op,
     };
-    match cli.command {
-        Cmd::Run {
+    let mut cfg = Config::discover(&src)?;
+    match op {
+        Op::Run {
             read_only,
             idle_timeout,
         } => {
@@ -221,7 +229,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(doltctl::supervisor::Supervisor::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { read_only } => {
+        Op::Start { read_only } => {
             cfg.server.read_only |= read_only;
             let state = rt.block_on(control::start(&cfg))?;
             if cfg.server.read_only && !state.read_only {
@@ -236,20 +244,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", state.url.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Stop => {
+        Op::Stop => {
             match rt.block_on(control::stop(&cfg))? {
                 Stopped::NotRunning => println!("not running"),
                 Stopped::Stopped => println!("stopped"),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Restart => {
+        Op::Restart => {
             let state = rt.block_on(control::restart(&cfg))?;
             println!("{}", state.url.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { json } => status(&cfg, json),
-        Cmd::Url { ensure } => {
+        Op::Status { json } => status(&cfg, json),
+        Op::Url { ensure } => {
             let client = Client::from_config(cfg).access(Access::Auto);
             match connection(&rt, &client, ensure)? {
                 Some(info) => {
@@ -259,7 +267,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => Ok(not_running(&client)),
             }
         }
-        Cmd::Env { ensure, format } => {
+        Op::Env { ensure, format } => {
             let client = Client::from_config(cfg).access(Access::Auto);
             let Some(info) = connection(&rt, &client, ensure)? else {
                 return Ok(not_running(&client));
@@ -282,12 +290,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Exec { command } => {
+        Op::Exec { command } => {
             let client = Client::from_config(cfg).access(Access::Auto);
             let info = rt.block_on(client.ensure())?;
             rt.block_on(exec(&command, &render::env_vars(&info)))
         }
-        Cmd::Sql {
+        Op::Sql {
             database,
             query,
             json,
@@ -318,7 +326,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Import {
+        Op::Import {
             file,
             db,
             table,
@@ -340,9 +348,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Init { .. } => unreachable!("handled before the config is loaded"),
-        Cmd::Doctor { .. } => unreachable!("handled before the config is loaded"),
-        Cmd::Logs {
+        Op::Logs {
             follow,
             lines,
             supervisor,
