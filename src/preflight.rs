@@ -113,6 +113,7 @@ fn clear_stale_info(instance: &Instance, log: &ServerLog) -> Result<()> {
         path.display(),
         pid.map_or("?".to_string(), |p| p.to_string())
     ));
+    // The only file this module ever removes: Dolt's info file, never a LOCK file.
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -9,6 +9,11 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::Signal;
 
+fn stderr_of(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.doltctl().args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn catches_sigterm(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -97,12 +102,7 @@ fn a_permanent_error_returns_at_once_with_the_servers_message() {
         "retried a permanent error: {err}"
     );
 
-    let out = env
-        .doltctl()
-        .args(["sql", "-q", "selec 1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_of(&env, &["sql", "-q", "selec 1"]);
     assert!(
         err.contains("syntax") && err.contains("1 attempt)"),
         "{err}"
@@ -111,12 +111,7 @@ fn a_permanent_error_returns_at_once_with_the_servers_message() {
     // Access denied is permanent too.
     let cfg = std::fs::read_to_string(&env.config).unwrap() + "[client]\npassword = \"wrong\"\n";
     env.write_config(&cfg);
-    let out = env
-        .doltctl()
-        .args(["sql", "-q", "select 1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_of(&env, &["sql", "-q", "select 1"]);
     assert!(
         err.contains("Access denied") && err.contains("1 attempt)"),
         "{err}"

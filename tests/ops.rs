@@ -147,36 +147,7 @@ fn doctor_stops_an_orphaned_server_of_ours_with_fix() {
 fn doctor_names_a_foreign_lock_holder_and_never_signals_it() {
     let mut env = TestEnv::new();
     env.init_db("app");
-    let child = env
-        .dolt()
-        .args([
-            "sql-server",
-            "-H",
-            "127.0.0.1",
-            "-P",
-            &free_port().to_string(),
-        ])
-        .arg("--socket")
-        .arg(env.dir.path().join("hand.sock"))
-        .arg("--data-dir")
-        .arg(&env.data_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    env.extra.push(child);
-    let lock = env.data_dir.join("app/.dolt/noms/LOCK");
-    wait_until(
-        "hand-started server holds the lock",
-        Duration::from_secs(60),
-        || {
-            matches!(
-                doltctl::locks::probe(&lock),
-                Ok(doltctl::locks::Holder::Held { .. })
-            )
-        },
-    );
+    let pid = env.start_foreign_server("app");
     let (code, checks) = doctor_json(&env, true);
     assert_eq!(code, Some(1));
     let l = find(&checks, "lock app");

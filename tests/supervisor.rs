@@ -132,39 +132,9 @@ fn hand_started_dolt_server_is_refused_named_and_untouched() {
     env.init_db("app");
     let db = env.data_dir.join("app");
     // Someone starts a server by hand on the data dir, on another port.
-    let other_port = free_port();
-    let sock = env.dir.path().join("hand.sock");
-    let child = env
-        .dolt()
-        .args([
-            "sql-server",
-            "-H",
-            "127.0.0.1",
-            "-P",
-            &other_port.to_string(),
-        ])
-        .arg("--socket")
-        .arg(&sock)
-        .arg("--data-dir")
-        .arg(&env.data_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let hand_pid = child.id() as i32;
     let mut env = env;
-    env.extra.push(child);
+    let hand_pid = env.start_foreign_server("app");
     let lock = db.join(".dolt/noms/LOCK");
-    wait_until(
-        "hand-started server holds the lock",
-        Duration::from_secs(60),
-        || {
-            matches!(
-                doltctl::locks::probe(&lock),
-                Ok(doltctl::locks::Holder::Held { .. })
-            )
-        },
-    );
     let ino = inode(&lock);
 
     let out = env.doltctl().arg("start").output().unwrap();

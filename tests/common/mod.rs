@@ -158,6 +158,43 @@ max_missed = 3
             .success();
     }
 
+    /// Starts `dolt sql-server` by hand on the data dir (as a user might, on another port and
+    /// socket) and waits until it holds database `db`'s lock. Returns its pid; it is killed
+    /// on drop.
+    pub fn start_foreign_server(&mut self, db: &str) -> i32 {
+        let child = self
+            .dolt()
+            .args([
+                "sql-server",
+                "-H",
+                "127.0.0.1",
+                "-P",
+                &free_port().to_string(),
+            ])
+            .arg("--socket")
+            .arg(self.dir.path().join("hand.sock"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        self.extra.push(child);
+        let lock = self.data_dir.join(db).join(".dolt/noms/LOCK");
+        wait_until(
+            "hand-started server holds the lock",
+            Duration::from_secs(60),
+            || {
+                matches!(
+                    doltctl::locks::probe(&lock),
+                    Ok(doltctl::locks::Holder::Held { .. })
+                )
+            },
+        );
+        pid
+    }
+
     /// Creates database `name` with the plain dolt CLI (no server involved).
     pub fn init_db(&self, name: &str) {
         let db = self.data_dir.join(name);
