@@ -50,7 +50,7 @@ fn main() {
     let sql_path = tmp.path().join("insert.sql");
     std::fs::write(&csv_path, &csv).expect("csv");
     std::fs::write(&sql_path, &script).expect("sql");
-    let statements: Vec<String> = doltctl::sqlsplit::split(&script)
+    let statements: Vec<String> = doltctl::internals::split_sql(&script)
         .into_iter()
         .map(|s| s.text)
         .collect();

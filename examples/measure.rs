@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use doltctl::health;
-use doltctl::state::State;
+use doltctl::internals as health;
+use doltctl::State;
 
 mod common;
 use common::{free_port, median, ms, Sandbox};

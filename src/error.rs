@@ -131,6 +131,12 @@ pub enum Error {
     )]
     ServerReadOnly { data_dir: PathBuf, detail: String },
 
+    #[error(
+        "a writable server is already running for {} ({url}); stop it (`doltctl stop`) \
+         and start again with --read-only", .data_dir.display()
+    )]
+    WritableServerRunning { data_dir: PathBuf, url: String },
+
     #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .) or set DOLTCTL_BIN")]
     DoltctlNotFound,
 

@@ -1,36 +1,38 @@
 //! doltctl: a supervisor for `dolt sql-server`.
 //!
-//! The library does everything; the `doltctl` binary is a thin command-line layer over it.
-//! Applications typically need only [`control`] (start, stop, status) and [`Config`].
+//! Start with [`Client`]: it finds the server for a data dir, starts it on first use (exactly
+//! once across processes), and connects with retry while it restarts.
 //!
 //! ```no_run
 //! # async fn demo() -> doltctl::Result<()> {
-//! let cfg = doltctl::Config::discover(&doltctl::ConfigSource::default())?;
-//! let state = doltctl::control::start(&cfg).await?;
-//! println!("{}", state.url.unwrap_or_default());
+//! use mysql_async::prelude::Queryable;
+//! let client = doltctl::Client::discover()?; // doltctl.toml, as the CLI finds it
+//! let mut conn = client.conn().await?;       // starts the server if needed, retries
+//! let one: Option<i64> = conn.query_first("SELECT 1").await.map_err(|e| client.error(e))?;
 //! # Ok(()) }
 //! ```
+//!
+//! The crate is layered, each layer using only those before it (see ARCHITECTURE.md):
+//! system access, [`config`], the dolt server, the [`lifecycle`] (state machine, supervisor,
+//! [`control`] operations), [`client`], then features ([`bootstrap`], [`import`], doctor) and
+//! the command line ([`cli`]).
+
+mod error;
+mod sys;
+
+pub mod config;
+mod server;
+
+pub mod lifecycle;
+
+pub mod client;
 
 pub mod bootstrap;
-pub mod client;
-pub mod config;
-pub mod control;
-pub mod csv;
-pub mod doctor;
-pub mod dolt;
-pub mod error;
-pub mod health;
+pub(crate) mod doctor;
 pub mod import;
-pub mod instance;
-pub mod locks;
-pub mod logs;
-pub mod port;
-pub mod preflight;
-pub mod procinfo;
-pub mod render;
-pub mod sqlsplit;
-pub mod state;
-pub mod supervisor;
+
+#[doc(hidden)]
+pub mod cli;
 
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
 #[doc = include_str!("../README.md")]
@@ -38,50 +40,21 @@ pub mod supervisor;
 pub struct ReadmeDoctests;
 
 pub use client::{Client, ConnectionInfo};
-pub use config::{Config, ConfigSource};
+pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
-pub use instance::Instance;
-pub use state::{Phase, State};
+pub use lifecycle::control;
+pub use lifecycle::state_file::{Phase, State};
+pub use server::dolt::PINNED_VERSION as PINNED_DOLT_VERSION;
+pub use sys::process::ProcessIdentity;
 
-/// A `mysql://` URL; user and password are percent-encoded, the password left out when empty.
-pub fn url_for(user: &str, password: &str, host: &str, port: u16) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    let auth = if password.is_empty() {
-        percent_encode(user)
-    } else {
-        format!("{}:{}", percent_encode(user), percent_encode(password))
-    };
-    format!("mysql://{auth}@{host}:{port}/")
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_encode_credentials() {
-        assert_eq!(
-            super::url_for("root", "", "127.0.0.1", 3306),
-            "mysql://root@127.0.0.1:3306/"
-        );
-        assert_eq!(
-            super::url_for("a@b", "p@:/%w", "::1", 1),
-            "mysql://a%40b:p%40%3A%2F%25w@[::1]:1/"
-        );
-    }
+/// Internals that doltctl's own integration tests inspect (lock holders, process checks). Not
+/// part of the stable API: anything here may change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::client::sqlsplit::split as split_sql;
+    pub use crate::server::health::{probe_opts, select1};
+    pub use crate::server::port::preferred_port;
+    pub use crate::sys::clock::now_rfc3339;
+    pub use crate::sys::locks::{probe as probe_lock, Holder as LockHolder};
+    pub use crate::sys::process::{is_alive, is_dolt_server};
 }

@@ -159,7 +159,7 @@ fn doctor_names_a_foreign_lock_holder_and_never_signals_it() {
     );
     assert!(l.get("fixed").is_none());
     assert!(
-        doltctl::procinfo::is_alive(pid),
+        doltctl::internals::is_alive(pid),
         "doctor --fix signalled a foreign process"
     );
 }

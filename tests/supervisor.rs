@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use doltctl::state::Phase;
+use doltctl::Phase;
 use nix::sys::signal::Signal;
 
 #[test]
@@ -45,7 +45,7 @@ fn start_ready_write_read_stop_leaves_nothing_behind() {
     assert_eq!(v["state"], "running");
     assert_eq!(v["read_only"], false);
     assert_eq!(v["port"], env.port);
-    assert_eq!(v["dolt_version"], doltctl::dolt::PINNED_VERSION);
+    assert_eq!(v["dolt_version"], doltctl::PINNED_DOLT_VERSION);
 
     env.stop();
     assert!(
@@ -144,11 +144,11 @@ fn hand_started_dolt_server_is_refused_named_and_untouched() {
     assert!(err.contains("sql-server"), "{err}");
     assert!(err.contains("\"app\""), "{err}");
     // Untouched: still alive, still holding its lock, LOCK file the same.
-    assert!(doltctl::procinfo::is_alive(hand_pid));
+    assert!(doltctl::internals::is_alive(hand_pid));
     assert_eq!(inode(&lock), ino);
     assert!(matches!(
-        doltctl::locks::probe(&lock).unwrap(),
-        doltctl::locks::Holder::Held { pid: Some(p) } if p == hand_pid
+        doltctl::internals::probe_lock(&lock).unwrap(),
+        doltctl::internals::LockHolder::Held { pid: Some(p) } if p == hand_pid
     ));
     // status shows the refusal.
     let out = env.doltctl().args(["status"]).output().unwrap();
@@ -167,7 +167,7 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         .spawn()
         .unwrap();
     let vpid = victim.id() as i32;
-    let forged = doltctl::procinfo::ProcessIdentity {
+    let forged = doltctl::ProcessIdentity {
         pid: vpid,
         start_time: 1,
         cmdline: vec!["/usr/bin/dolt".into(), "sql-server".into()],
@@ -187,7 +187,7 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         log_tail: vec![],
         dolt_version: None,
         started_at: None,
-        updated_at: doltctl::state::now_rfc3339(),
+        updated_at: doltctl::internals::now_rfc3339(),
     };
     state.write(&env.state_file()).unwrap();
 
@@ -231,7 +231,7 @@ fn auto_port_avoids_a_taken_preferred_port() {
     env.write_config(&text);
     std::fs::create_dir_all(&env.data_dir).unwrap();
     let inst = doltctl::Instance::new(&env.data_dir);
-    let preferred = doltctl::port::preferred_port(&inst);
+    let preferred = doltctl::internals::preferred_port(&inst);
     let _taken = std::net::TcpListener::bind(("127.0.0.1", preferred));
     let url = env.start();
     assert!(!url.ends_with(&format!(":{preferred}/")), "{url}");

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
+use crate::config::instance::Instance;
 use crate::config::{Config, ConfigSource, PortSetting};
-use crate::control::{self, Status as InstanceStatus};
-use crate::instance::Instance;
-use crate::locks::{self, Holder};
-use crate::procinfo::{self, ProcessIdentity};
-use crate::state::{Phase, State};
-use crate::{dolt, health, logs, port};
+use crate::lifecycle::control::{self, Status as InstanceStatus};
+use crate::lifecycle::state_file::{Phase, State};
+use crate::server::{dolt, health, log as logs, port};
+use crate::sys::locks::{self, Holder};
+use crate::sys::process::{self as procinfo, ProcessIdentity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -140,7 +140,7 @@ pub(super) fn info_file_check(
     lock_held: bool,
 ) -> Check {
     let path = instance.dolt_server_info();
-    let Some(pid) = crate::preflight::info_file_pid(instance) else {
+    let Some(pid) = crate::server::preflight::info_file_pid(instance) else {
         return check("sql-server.info", Level::Ok, "absent");
     };
     let ours = st
@@ -152,7 +152,7 @@ pub(super) fn info_file_check(
         Some(pid) if ours.as_ref().is_some_and(|o| o.pid == pid) => {
             check("sql-server.info", Level::Ok, format!("current: our server pid {pid}"))
         }
-        Some(pid) if crate::preflight::serves_data_dir(pid, instance) => {
+        Some(pid) if crate::server::preflight::serves_data_dir(pid, instance) => {
             check(
                 "sql-server.info",
                 Level::Warn,

@@ -18,19 +18,19 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
-use serde::Deserialize;
 
+use crate::client::sqlsplit::Statement;
 use crate::client::{classify, Client, ErrorKind};
 use crate::config::Config;
+pub use crate::config::Format;
 use crate::error::{Error, IoContext, Result};
-use crate::sqlsplit::Statement;
 
 /// Rows per INSERT unless told otherwise.
 pub const DEFAULT_BATCH: usize = 1000;
@@ -41,49 +41,6 @@ const MAX_PLACEHOLDERS: usize = 65_535;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Read buffer for data files.
 const READ_BUFFER: usize = 256 << 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Sql,
-    Csv,
-    Jsonl,
-}
-
-impl Format {
-    /// From the file's extension: `.sql`, `.csv`, `.jsonl` or `.ndjson`.
-    pub fn from_path(p: &Path) -> Option<Format> {
-        let ext = p.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "sql" => Some(Format::Sql),
-            "csv" => Some(Format::Csv),
-            "jsonl" | "ndjson" => Some(Format::Jsonl),
-            _ => None,
-        }
-    }
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Format, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "sql" => Ok(Format::Sql),
-            "csv" => Ok(Format::Csv),
-            "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            _ => Err(format!("unknown format {s:?}; use sql, csv or jsonl")),
-        }
-    }
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Format::Sql => "sql",
-            Format::Csv => "csv",
-            Format::Jsonl => "jsonl",
-        })
-    }
-}
 
 /// A Dolt commit made with the import, in the same transaction.
 #[derive(Debug, Clone)]
@@ -250,7 +207,7 @@ pub async fn run(cfg: &Config, spec: &ImportSpec) -> Result<Summary> {
                     "not valid UTF-8; convert the file to UTF-8".into(),
                 )
             })?;
-            (None, crate::sqlsplit::split(&text))
+            (None, crate::client::sqlsplit::split(&text))
         }
         Format::Csv | Format::Jsonl => {
             let t = match &spec.table {
@@ -561,11 +518,12 @@ fn open(job: &Job) -> std::result::Result<BufReader<std::fs::File>, Failure> {
 }
 
 mod batch;
+pub(crate) mod csv;
 mod progress;
 mod rows;
 mod sql;
 
-use crate::sqlsplit::{commits_implicitly, is_transaction_control};
+use crate::client::sqlsplit::{commits_implicitly, is_transaction_control};
 use batch::Batcher;
 use progress::Progress;
 use rows::{load_csv, load_jsonl};
@@ -574,6 +532,7 @@ use sql::run_sql;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn formats_from_names() {

@@ -17,8 +17,8 @@ pub(super) async fn load_csv(
 ) -> std::result::Result<(u64, u64), Failure> {
     let table = job.table.as_deref().unwrap_or_default();
     let table_cols = table_columns(conn, job, table).await?;
-    let mut reader = crate::csv::Reader::new(open(job)?);
-    let csv_err = |e: crate::csv::CsvError| file_error(job, e.line, e.message);
+    let mut reader = crate::import::csv::Reader::new(open(job)?);
+    let csv_err = |e: crate::import::csv::CsvError| file_error(job, e.line, e.message);
     let Some(header) = reader.next_record().map_err(csv_err)? else {
         return Ok((0, 0));
     };

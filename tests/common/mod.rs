@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use doltctl::procinfo::ProcessIdentity;
-use doltctl::state::State;
+use doltctl::ProcessIdentity;
+use doltctl::State;
 use mysql_async::prelude::Queryable;
 
 /// The real dolt binary. There is no stand-in: without dolt the tests fail, they never skip.
@@ -187,8 +187,8 @@ max_missed = 3
             Duration::from_secs(60),
             || {
                 matches!(
-                    doltctl::locks::probe(&lock),
-                    Ok(doltctl::locks::Holder::Held { .. })
+                    doltctl::internals::probe_lock(&lock),
+                    Ok(doltctl::internals::LockHolder::Held { .. })
                 )
             },
         );
@@ -260,7 +260,7 @@ max_missed = 3
     pub fn dolt_servers(&self) -> Vec<ProcessIdentity> {
         self.own_processes()
             .into_iter()
-            .filter(|p| doltctl::procinfo::is_dolt_server(&p.cmdline))
+            .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
             .collect()
     }
 

@@ -8,6 +8,14 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, IoContext, Result};
 
+pub(crate) mod format;
+pub(crate) mod instance;
+pub(crate) mod names;
+pub(crate) mod url;
+
+pub use format::Format;
+pub use instance::Instance;
+
 pub const CONFIG_FILE_NAME: &str = "doltctl.toml";
 pub const CONFIG_ENV: &str = "DOLTCTL_CONFIG";
 
@@ -107,7 +115,7 @@ pub struct SeedConfig {
     /// The table of a CSV or JSONL seed (default: the file name without its extension).
     pub table: Option<String>,
     /// `sql`, `csv` or `jsonl` (default: from the file's extension).
-    pub format: Option<crate::import::Format>,
+    pub format: Option<crate::config::format::Format>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -470,7 +478,7 @@ impl Config {
         let b = &self.bootstrap;
         let bad = |m: String| Err(Error::ConfigValue(m));
         for db in &b.databases {
-            if let Err(m) = crate::bootstrap::check_db_name(db) {
+            if let Err(m) = crate::config::names::check_db_name(db) {
                 return bad(format!("[bootstrap] databases: {m}"));
             }
         }
@@ -488,7 +496,7 @@ impl Config {
         }
         for (i, s) in b.seed.iter().enumerate() {
             let n = i + 1;
-            if let Err(m) = crate::bootstrap::check_db_name(&s.db) {
+            if let Err(m) = crate::config::names::check_db_name(&s.db) {
                 return bad(format!("[[bootstrap.seed]] number {n}: db: {m}"));
             }
             if s.file.as_os_str().is_empty() {

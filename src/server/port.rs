@@ -3,10 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 
+use crate::config::instance::Instance;
 use crate::config::PortSetting;
 use crate::error::{Error, Result};
-use crate::instance::Instance;
-use crate::procinfo;
+use crate::sys::process as procinfo;
 
 /// Range for `auto` ports: below the usual ephemeral range (32768+), above most well-known
 /// services.

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::config::instance::Instance;
 use crate::error::{Error, Result};
-use crate::instance::Instance;
-use crate::locks::{self, Holder};
-use crate::logs::ServerLog;
-use crate::procinfo::{self, ProcessIdentity};
+use crate::server::log::ServerLog;
+use crate::sys::locks::{self, Holder};
+use crate::sys::process::{self as procinfo, ProcessIdentity};
 
 /// Stops a server doltctl launched for this data dir whose supervisor is gone.
 pub async fn stop_orphan(

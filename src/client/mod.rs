@@ -11,6 +11,8 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod sqlsplit;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,12 +21,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 use serde::Serialize;
 
+use crate::client::sqlsplit::{is_read_only_statement, is_transaction_control};
+use crate::config::instance::Instance;
 use crate::config::Config;
-use crate::control;
 use crate::error::{Error, Result};
-use crate::instance::Instance;
-use crate::port::is_local_host;
-use crate::sqlsplit::{is_read_only_statement, is_transaction_control};
+use crate::lifecycle::control;
+use crate::server::port::is_local_host;
 
 /// Where and how to connect. The password is kept out of `Debug`.
 #[derive(Clone, Serialize)]
@@ -50,9 +52,9 @@ impl std::fmt::Debug for ConnectionInfo {
 impl ConnectionInfo {
     /// `mysql://user:password@host:port/db`, user and password percent-encoded.
     pub fn url(&self) -> String {
-        let mut u = crate::url_for(&self.user, &self.password, &self.host, self.port);
+        let mut u = crate::config::url::url_for(&self.user, &self.password, &self.host, self.port);
         if let Some(db) = &self.database {
-            u.push_str(&crate::percent_encode(db));
+            u.push_str(&crate::config::url::percent_encode(db));
         }
         u
     }
@@ -60,7 +62,7 @@ impl ConnectionInfo {
     /// The URL with the password replaced, for messages and logs.
     pub fn url_redacted(&self) -> String {
         let pw = if self.password.is_empty() { "" } else { "xxx" };
-        let mut u = crate::url_for(&self.user, pw, &self.host, self.port);
+        let mut u = crate::config::url::url_for(&self.user, pw, &self.host, self.port);
         if let Some(db) = &self.database {
             u.push_str(db);
         }

@@ -14,16 +14,17 @@ use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::config::instance::Instance;
 use crate::config::Config;
-use crate::dolt::{self, describe_exit, DoltChild, LaunchSpec};
 use crate::error::{Error, Result};
-use crate::health::{self, Prober};
-use crate::instance::Instance;
-use crate::logs::ServerLog;
-use crate::port;
-use crate::preflight;
-use crate::procinfo::ProcessIdentity;
-use crate::state::{now_rfc3339, Phase, State};
+use crate::lifecycle::state_file::{Phase, State};
+use crate::server::dolt::{self, describe_exit, DoltChild, LaunchSpec};
+use crate::server::health::{self, Prober};
+use crate::server::log::ServerLog;
+use crate::server::port;
+use crate::server::preflight;
+use crate::sys::clock::now_rfc3339;
+use crate::sys::process::ProcessIdentity;
 
 /// What the supervisor was asked to do by a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl Signals {
 
 /// Takes the supervisor lock without waiting. The kernel releases it if we die.
 pub fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
-    match crate::locks::try_flock(&instance.supervisor_lock())? {
+    match crate::sys::locks::try_flock(&instance.supervisor_lock())? {
         Some(l) => Ok(l),
         None => {
             let pid = State::read(&instance.state_file())
@@ -93,7 +94,7 @@ enum Ended {
     Command(Command),
     /// No client for `idle_timeout`; the start lock is held so no client starts a server
     /// while this one stops.
-    Idle(crate::control::StartLock),
+    Idle(crate::lifecycle::start_lock::StartLock),
 }
 
 pub struct Supervisor {
@@ -104,7 +105,7 @@ pub struct Supervisor {
     bin: Option<std::path::PathBuf>,
     failures: VecDeque<Instant>,
     backoff: Duration,
-    idle_lock: Option<crate::control::StartLock>,
+    idle_lock: Option<crate::lifecycle::start_lock::StartLock>,
     version_task: Option<tokio::task::JoinHandle<Result<String>>>,
 }
 
@@ -321,7 +322,12 @@ impl Supervisor {
         let _ = std::fs::remove_file(&spec.socket);
         self.state.port = port;
         self.state.socket = Some(spec.socket.clone());
-        self.state.url = Some(crate::url_for(&self.cfg.client.user, "", &host, port));
+        self.state.url = Some(crate::config::url::url_for(
+            &self.cfg.client.user,
+            "",
+            &host,
+            port,
+        ));
         self.log.begin_launch();
         let mut child = dolt::launch(&self.cfg, &self.instance, &spec, &self.log).map_err(Fatal)?;
         self.state.server = Some(child.identity.clone());
@@ -415,7 +421,7 @@ impl Supervisor {
                             match prober.client_connections(h.timeout).await {
                                 Ok(n) if n > 0 => last_client = Instant::now(),
                                 Ok(_) if last_client.elapsed() >= idle_timeout => {
-                                    if let Some(lock) = crate::control::try_lock_start(&self.instance) {
+                                    if let Some(lock) = crate::lifecycle::start_lock::try_lock_start(&self.instance) {
                                         self.log.event(&format!(
                                             "no client connection for {:?} (idle_timeout); stopping the server",
                                             last_client.elapsed()

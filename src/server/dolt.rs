@@ -10,12 +10,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::instance::Instance;
-use crate::logs::{ServerLog, Source};
-use crate::procinfo::ProcessIdentity;
-use crate::state::write_atomic;
+use crate::server::log::{ServerLog, Source};
+use crate::sys::atomic::write_atomic;
+use crate::sys::process::ProcessIdentity;
 
 /// The Dolt release doltctl is built and tested against (scripts/install-dolt.sh installs it).
 pub const PINNED_VERSION: &str = "2.2.0";
@@ -283,7 +283,7 @@ impl DoltChild {
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(crate::procinfo::ProcStat::read)
+            .filter_map(crate::sys::process::ProcStat::read)
             .any(|s| s.pgrp == pgid && s.state != 'Z');
         if members {
             let _ = nix::sys::signal::killpg(

@@ -1,21 +1,21 @@
 //! Operations on an instance from outside the supervisor: start a detached supervisor, stop,
 //! restart, status. Status is a pure read; only start/stop/restart change anything.
 
-use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 
+use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::instance::Instance;
-use crate::state::{Phase, State};
-use crate::{locks, logs};
+use crate::lifecycle::start_lock::lock_start;
+pub use crate::lifecycle::start_lock::StartLock;
+use crate::lifecycle::state_file::{Phase, State};
+use crate::server::log as logs;
 
 /// What `status` sees: the state file (if any) and whether its processes are really alive.
 #[derive(Debug, Clone)]
@@ -79,38 +79,6 @@ fn status_for_start(cfg: &Config) -> Result<Status> {
     }
 }
 
-/// Holds the start lock (an flock released on drop or death).
-pub struct StartLock(#[allow(dead_code)] Flock<File>);
-
-/// Takes the start lock if it is free right now (the supervisor's idle stop: it yields to a
-/// start in progress).
-pub fn try_lock_start(instance: &Instance) -> Option<StartLock> {
-    locks::try_flock(&instance.start_lock())
-        .ok()
-        .flatten()
-        .map(StartLock)
-}
-
-/// Takes the instance's start lock, waiting at most `timeout`: a stuck start must never hang
-/// every other client forever. Holding it, nobody launches a supervisor for the instance.
-pub async fn lock_start(instance: &Instance, timeout: Duration) -> Result<StartLock> {
-    let path = instance.start_lock();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(l) = locks::try_flock(&path)? {
-            return Ok(StartLock(l));
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout {
-                what: format!("the start lock {} (another start is stuck)", path.display()),
-                waited: timeout,
-            });
-        }
-        // Short: the lock is held only while a supervisor is being launched.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn start_deadline(cfg: &Config) -> Duration {
     // Room for stopping an orphan first, then a full ready timeout.
     cfg.server.ready_timeout + cfg.server.stop_timeout + Duration::from_secs(5)
@@ -132,7 +100,21 @@ pub struct StartOptions {
 }
 
 /// [`start`] with options.
+///
+/// A config that asks for a read-only server (`[server] read_only`) is refused when a writable
+/// server already runs for the data dir: handing it that server would let the caller write.
 pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
+    let state = ensure_running(cfg, opts).await?;
+    if cfg.server.read_only && !state.read_only {
+        return Err(Error::WritableServerRunning {
+            data_dir: state.data_dir.clone(),
+            url: state.url.clone().unwrap_or_default(),
+        });
+    }
+    Ok(state)
+}
+
+async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     let instance = Instance::new(&cfg.data_dir);
     // Fast path, no lock: a running server is the common case for clients.
     if let Ok(st) = status(cfg) {
@@ -335,7 +317,7 @@ async fn wait_ready(
                     .or_else(|| last_lines(&instance.supervisor_log(), 5));
                 return Err(Error::SupervisorExited {
                     data_dir: instance.data_dir().to_path_buf(),
-                    status: crate::dolt::describe_exit(status),
+                    status: crate::server::dolt::describe_exit(status),
                     last_error,
                 });
             }
@@ -413,7 +395,7 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
     if state.state != Phase::Stopped || state.server.is_some() {
         state.state = Phase::Stopped;
         state.server = None;
-        state.updated_at = crate::state::now_rfc3339();
+        state.updated_at = crate::sys::clock::now_rfc3339();
         state.write(&instance.state_file())?;
     }
     Ok(if did {

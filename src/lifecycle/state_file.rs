@@ -2,15 +2,13 @@
 //! Written atomically (temp file + rename, 0600) so readers never see half a file; reading it
 //! has no side effects.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
-use crate::procinfo::ProcessIdentity;
+use crate::error::{Error, Result};
+use crate::sys::atomic::write_atomic;
+use crate::sys::process::ProcessIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,10 +61,6 @@ pub struct State {
     pub updated_at: String,
 }
 
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 impl State {
     /// Reads the state file; `Ok(None)` when there is none.
     pub fn read(path: &Path) -> Result<Option<State>> {
@@ -108,34 +102,10 @@ impl State {
     }
 }
 
-/// Writes `data` to `path` via a temp file in the same directory and a rename, mode 0600.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.at(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::clock::now_rfc3339;
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> State {

@@ -16,43 +16,22 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::instance::Instance;
+use crate::config::names::check_db_name;
 use crate::config::{Config, ConfigSource, SeedConfig, CONFIG_ENV, CONFIG_FILE_NAME};
-use crate::control;
-use crate::dolt;
 use crate::error::{Error, IoContext, Result};
 use crate::import::{self, quote_ident, CommitSpec, ImportSpec};
-use crate::instance::Instance;
-use crate::state::{now_rfc3339, write_atomic};
+use crate::lifecycle::control;
+use crate::server::dolt;
+use crate::sys::atomic::write_atomic;
+use crate::sys::clock::now_rfc3339;
 
 /// The commented example config; `init` writes it with the data dir and databases filled in.
-pub const CONFIG_TEMPLATE: &str = include_str!("../config/doltctl.example.toml");
+pub const CONFIG_TEMPLATE: &str = include_str!("../../config/doltctl.example.toml");
 
 /// Used when neither the config nor git names an author.
 pub const FALLBACK_AUTHOR_NAME: &str = "doltctl";
 pub const FALLBACK_AUTHOR_EMAIL: &str = "doltctl@localhost";
-
-/// Checks a database name. Dolt names a database after its directory, turning `-` into `_`,
-/// so only names that survive that unchanged are accepted.
-pub fn check_db_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!(
-            "database name {name:?} must have 1 to 64 characters"
-        ));
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
-            "database name {name:?}: use letters, digits and _ only (Dolt turns a - in a \
-             directory name into _)"
-        ));
-    }
-    if ["information_schema", "mysql", "performance_schema", "sys"]
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(name))
-    {
-        return Err(format!("database name {name:?} is reserved by MySQL"));
-    }
-    Ok(())
-}
 
 /// Who doltctl's commits are by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,7 +396,9 @@ pub async fn init(cfg: &Config, opts: &InitOptions) -> Result<InitReport> {
 
     // No supervisor may start between this check and the databases' creation: a server
     // scans the data dir once, at start, and would not see a database created under it.
-    let start_lock = control::lock_start(&instance, std::time::Duration::from_secs(120)).await?;
+    let start_lock =
+        crate::lifecycle::start_lock::lock_start(&instance, std::time::Duration::from_secs(120))
+            .await?;
     let server_up = control::status(cfg)?.supervisor_alive;
     // Through a server, the client may need to wait for it (and so for this lock): keep the
     // lock only for the `dolt init` path.

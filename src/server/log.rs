@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{IoContext, Result};
-use crate::state::now_rfc3339;
+use crate::sys::clock::now_rfc3339;
 
 /// How many recent lines are kept in memory for error reports.
 const TAIL_LINES: usize = 40;
@@ -70,10 +70,6 @@ impl ServerLog {
                 errors: Vec::new(),
             }),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Appends one line. A log write failure never stops the supervisor: it is reported once

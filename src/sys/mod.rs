@@ -1,0 +1,7 @@
+//! System access: processes and their identity, file locks, atomic files, the clock. Depends on
+//! nothing else in the crate but [`crate::error`].
+
+pub(crate) mod atomic;
+pub(crate) mod clock;
+pub(crate) mod locks;
+pub(crate) mod process;
