@@ -50,8 +50,8 @@ fn main() {
     let cfg = sb.config(port);
     sb.doltctl(&doltctl, &cfg, &["start"]);
     let st = state(data);
-    let sup = st.supervisor.expect("supervisor").pid;
-    let srv = st.server.expect("server").pid;
+    let sup = st.supervisor.clone().expect("supervisor").pid;
+    let srv = st.server().cloned().expect("server").pid;
     std::thread::sleep(Duration::from_secs(2));
     let window = Duration::from_secs(20);
     let (c0s, c0d) = (cpu_ticks(sup), cpu_ticks(srv));
@@ -250,7 +250,7 @@ async fn raw_dolt_ready(dolt: &Path, data: &Path, env: &[(&str, String)]) -> Dur
 }
 
 fn kill9_to_ready(data: &Path) -> Duration {
-    let old = state(data).server.expect("server");
+    let old = state(data).server().cloned().expect("server");
     let t = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(old.pid),
@@ -259,7 +259,7 @@ fn kill9_to_ready(data: &Path) -> Duration {
     .expect("kill -9");
     loop {
         if let Ok(Some(s)) = State::read(&data.join(".doltctl/state.json")) {
-            if s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid) {
+            if s.is_ready() && s.server().is_some_and(|p| p.pid != old.pid) {
                 return t.elapsed();
             }
         }

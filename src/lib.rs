@@ -43,7 +43,7 @@ pub use client::{Client, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
 pub use lifecycle::control;
-pub use lifecycle::state_file::{Phase, State};
+pub use lifecycle::state_file::{Phase, PhaseRecord, State};
 pub use server::dolt::PINNED_VERSION as PINNED_DOLT_VERSION;
 pub use sys::process::ProcessIdentity;
 

@@ -225,14 +225,17 @@ fn a_stale_state_file_never_sends_clients_to_a_dead_port() {
     let env = TestEnv::new();
     env.start();
     let st = env.state().unwrap();
-    let (sup, srv) = (st.supervisor.unwrap(), st.server.unwrap());
+    let (sup, srv) = (
+        st.supervisor.clone().unwrap(),
+        st.server().cloned().unwrap(),
+    );
     sup.signal(Signal::SIGKILL).unwrap();
     srv.signal(Signal::SIGKILL).unwrap();
     wait_until("both gone", Duration::from_secs(10), || {
         !sup.is_running() && !srv.is_running()
     });
     // The state file still says running, with the old port.
-    assert_eq!(env.state().unwrap().state, doltctl::Phase::Running);
+    assert_eq!(env.state().unwrap().kind(), doltctl::Phase::Running);
     env.doltctl().arg("url").assert().code(3);
     env.doltctl().args(["env"]).assert().code(3);
     // A client gets a fresh server rather than the dead one.

@@ -121,7 +121,10 @@ fn doctor_stops_an_orphaned_server_of_ours_with_fix() {
     env.start();
     env.sql("create database app");
     let st = env.state().unwrap();
-    let (sup, srv) = (st.supervisor.unwrap(), st.server.unwrap());
+    let (sup, srv) = (
+        st.supervisor.clone().unwrap(),
+        st.server().cloned().unwrap(),
+    );
     sup.signal(Signal::SIGKILL).unwrap();
     wait_until("supervisor gone", Duration::from_secs(10), || {
         !sup.is_running()
@@ -261,7 +264,8 @@ fn idle_server_stops_releases_locks_and_comes_back_on_next_access() {
     env.sql("create database app; create table app.t (i int primary key)");
     let srv = env.server();
     wait_until("idle stop", Duration::from_secs(60), || {
-        env.state().is_some_and(|s| s.state == doltctl::Phase::Idle)
+        env.state()
+            .is_some_and(|s| s.kind() == doltctl::Phase::Idle)
     });
     assert!(!srv.is_running());
     assert!(env.own_processes().is_empty());

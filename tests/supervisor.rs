@@ -16,7 +16,7 @@ fn start_ready_write_read_stop_leaves_nothing_behind() {
     assert_eq!(url, env.url());
     env.doltctl().arg("status").assert().code(0);
     let st = env.state().unwrap();
-    assert_eq!(st.state, Phase::Running);
+    assert_eq!(st.kind(), Phase::Running);
     assert!(st.server_alive() && st.supervisor_alive());
     // The server listens on its own socket in the runtime dir, never /tmp/mysql.sock.
     assert!(env.data_dir.join(".doltctl/mysql.sock").exists());
@@ -53,7 +53,7 @@ fn start_ready_write_read_stop_leaves_nothing_behind() {
         "left behind: {:?}",
         env.own_processes()
     );
-    assert_eq!(env.state().unwrap().state, Phase::Stopped);
+    assert_eq!(env.state().unwrap().kind(), Phase::Stopped);
     // Dolt's graceful stop removed its info file.
     assert!(!env.data_dir.join(".dolt/sql-server.info").exists());
     env.doltctl().arg("status").assert().code(3);
@@ -83,7 +83,7 @@ fn kill9_of_dolt_heals_with_committed_rows_and_same_lock_inode() {
 
     wait_until("a new ready server", Duration::from_secs(90), || {
         env.state()
-            .is_some_and(|s| s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid))
+            .is_some_and(|s| s.is_ready() && s.server().is_some_and(|p| p.pid != old.pid))
     });
     assert_eq!(
         env.state().unwrap().url.unwrap(),
@@ -104,8 +104,8 @@ fn kill9_of_supervisor_then_start_gives_one_server() {
     let url = env.start();
     block_on(exec(&url, "CREATE DATABASE app")).unwrap();
     let st = env.state().unwrap();
-    let sup = st.supervisor.unwrap();
-    let orphan = st.server.unwrap();
+    let sup = st.supervisor.clone().unwrap();
+    let orphan = st.server().cloned().unwrap();
     sup.signal(Signal::SIGKILL).unwrap();
     wait_until("supervisor gone", Duration::from_secs(10), || {
         !sup.is_running()
@@ -173,9 +173,11 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         cmdline: vec!["/usr/bin/dolt".into(), "sql-server".into()],
     };
     let state = doltctl::State {
-        state: Phase::Running,
-        supervisor: Some(forged.clone()),
-        server: Some(forged),
+        phase: doltctl::PhaseRecord::Running {
+            server: forged.clone(),
+            started_at: doltctl::internals::now_rfc3339(),
+        },
+        supervisor: Some(forged),
         host: "127.0.0.1".into(),
         port: env.port,
         socket: None,
@@ -186,10 +188,9 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         last_error: None,
         log_tail: vec![],
         dolt_version: None,
-        started_at: None,
         updated_at: doltctl::internals::now_rfc3339(),
     };
-    state.write(&env.state_file()).unwrap();
+    std::fs::write(env.state_file(), serde_json::to_vec(&state).unwrap()).unwrap();
 
     env.doltctl().arg("status").assert().code(3);
     env.doltctl().arg("url").assert().code(3);
@@ -272,7 +273,7 @@ fn sigstopped_dolt_is_declared_wedged_and_restarted() {
     old.signal(Signal::SIGSTOP).unwrap();
     wait_until("a new ready server", Duration::from_secs(90), || {
         env.state()
-            .is_some_and(|s| s.is_ready() && s.server.as_ref().is_some_and(|p| p.pid != old.pid))
+            .is_some_and(|s| s.is_ready() && s.server().is_some_and(|p| p.pid != old.pid))
     });
     assert!(!old.is_running(), "the wedged server was killed");
     assert!(env.log().contains("wedged"), "{}", env.log());

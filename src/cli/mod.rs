@@ -71,7 +71,7 @@ pub fn run(mut cfg: Config, read_only: bool, idle_timeout: Option<Duration>) -> 
     if let Some(t) = idle_timeout {
         cfg.server.idle_timeout = t;
     }
-    runtime(true)?.block_on(crate::lifecycle::supervisor::Supervisor::run(cfg))?;
+    runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,10 +61,10 @@ pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
             println!("{phase}: {dir}");
             if st.is_ready() {
                 println!("  url:        {}", s.url.as_deref().unwrap_or(""));
-                if let Some(srv) = &s.server {
+                if let Some(srv) = s.server() {
                     println!("  server pid: {}", srv.pid);
                 }
-                if let Some(t) = &s.started_at {
+                if let Some(t) = s.started_at() {
                     println!("  ready since {t}");
                 }
             }

@@ -326,7 +326,7 @@ impl Client {
             let Some(s) = st.state.as_ref().filter(|_| st.supervisor_alive) else {
                 break;
             };
-            if s.state == crate::Phase::Failed {
+            if s.kind() == crate::Phase::Failed {
                 // ensure() below reports the failure with its log excerpt.
                 break;
             }

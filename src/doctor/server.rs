@@ -25,7 +25,7 @@ pub(super) fn state_checks(
         ),
         Some(s) if st.supervisor_alive => {
             let sup = s.supervisor.as_ref().map_or(0, |p| p.pid);
-            if s.state == Phase::Running && !st.server_alive {
+            if s.kind() == Phase::Running && !st.server_alive {
                 check(
                     "doltctl state",
                     Level::Warn,
@@ -40,9 +40,8 @@ pub(super) fn state_checks(
                     Level::Ok,
                     format!(
                         "supervisor pid {sup} alive, state {}{}",
-                        s.state,
-                        s.server
-                            .as_ref()
+                        s.kind(),
+                        s.server()
                             .filter(|_| st.server_alive)
                             .map(|p| format!(
                                 ", server pid {} verified (start time and command line)",
@@ -53,17 +52,17 @@ pub(super) fn state_checks(
                 )
             }
         }
-        Some(s) if matches!(s.state, Phase::Stopped | Phase::Idle) && !st.server_alive => check(
+        Some(s) if matches!(s.kind(), Phase::Stopped | Phase::Idle) && !st.server_alive => check(
             "doltctl state",
             Level::Ok,
-            format!("not running (last state {})", s.state),
+            format!("not running (last state {})", s.kind()),
         ),
         Some(s) if st.server_alive => check(
             "doltctl state",
             Level::Warn,
             format!(
                 "supervisor is gone but its server pid {} still runs (an orphan)",
-                s.server.as_ref().map_or(0, |p| p.pid)
+                s.server().map_or(0, |p| p.pid)
             ),
         )
         .fix("`doltctl doctor --fix` stops it, or `doltctl start` replaces it"),
@@ -72,7 +71,7 @@ pub(super) fn state_checks(
             Level::Warn,
             format!(
                 "stale: says {} but supervisor pid {} is gone",
-                s.state,
+                s.kind(),
                 s.supervisor.as_ref().map_or(0, |p| p.pid)
             ),
         )
@@ -87,7 +86,7 @@ pub(super) fn lock_checks(instance: &Instance, st: &Option<InstanceStatus>) -> V
     let dbs = locks::databases(instance.data_dir()).unwrap_or_default();
     let state = st.as_ref().and_then(|s| s.state.as_ref());
     let ours = state
-        .and_then(|s| s.server.clone())
+        .and_then(|s| s.server().cloned())
         .filter(|p| p.is_running());
     let supervisor_alive = st.as_ref().is_some_and(|s| s.supervisor_alive);
     dbs.iter()
@@ -146,7 +145,7 @@ pub(super) fn info_file_check(
     let ours = st
         .as_ref()
         .and_then(|s| s.state.as_ref())
-        .and_then(|s| s.server.clone())
+        .and_then(|s| s.server().cloned())
         .filter(|p| p.is_running());
     match pid {
         Some(pid) if ours.as_ref().is_some_and(|o| o.pid == pid) => {
@@ -190,7 +189,7 @@ pub(super) fn port_check(cfg: &Config, st: &Option<InstanceStatus>) -> Check {
         },
     };
     let ours = state
-        .and_then(|s| s.server.clone())
+        .and_then(|s| s.server().cloned())
         .filter(|p| p.is_running());
     let ready = st.as_ref().is_some_and(|s| s.is_ready());
     match port::holder(port) {
@@ -320,7 +319,7 @@ pub(super) fn health_check(
         return check("server health", Level::Ok, "no history");
     };
     let alive = st.as_ref().is_some_and(|s| s.supervisor_alive);
-    if s.state == Phase::Failed {
+    if s.kind() == Phase::Failed {
         return check(
             "server health",
             Level::Fail,

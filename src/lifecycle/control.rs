@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::lifecycle::start_lock::lock_start;
 pub use crate::lifecycle::start_lock::StartLock;
-use crate::lifecycle::state_file::{Phase, State};
+use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::log as logs;
 
 /// What `status` sees: the state file (if any) and whether its processes are really alive.
@@ -29,20 +29,21 @@ pub struct Status {
 impl Status {
     /// Running and ready to take connections.
     pub fn is_ready(&self) -> bool {
-        self.supervisor_alive
-            && self.server_alive
-            && self
-                .state
-                .as_ref()
-                .is_some_and(|s| s.state == Phase::Running)
+        self.state.as_ref().is_some_and(|s| {
+            crate::lifecycle::state_file::is_ready(
+                s.kind(),
+                self.supervisor_alive,
+                self.server_alive,
+            )
+        })
     }
 
     /// The phase as a person should read it: a state file whose supervisor is dead says
     /// nothing about the present.
     pub fn phase(&self) -> Phase {
         match &self.state {
-            Some(s) if self.supervisor_alive => s.state,
-            Some(s) if matches!(s.state, Phase::Failed | Phase::Idle) => s.state,
+            Some(s) if self.supervisor_alive => s.kind(),
+            Some(s) if matches!(s.kind(), Phase::Failed | Phase::Idle) => s.kind(),
             _ => Phase::Stopped,
         }
     }
@@ -288,7 +289,7 @@ async fn wait_ready(
         let fresh = st
             .state
             .as_ref()
-            .and_then(|s| s.server.as_ref())
+            .and_then(|s| s.server())
             .is_some_and(|p| Some(p.pid) != not_server);
         if st.is_ready() && fresh {
             if let Some(s) = st.state {
@@ -299,9 +300,9 @@ async fn wait_ready(
             return Ok(None);
         }
         if let Some(s) = &st.state {
-            if st.supervisor_alive && s.state == Phase::Failed {
+            if st.supervisor_alive && s.kind() == Phase::Failed {
                 return Err(Error::ServerFailed {
-                    state: s.state.to_string(),
+                    state: s.kind().to_string(),
                     last_error: s.last_error.clone(),
                     log_tail: s.log_tail.clone(),
                 });
@@ -388,13 +389,13 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
         state = State::read(&instance.state_file())?.unwrap_or(state);
     }
     // A server left behind (its supervisor was killed) is an orphan of ours.
-    if let Some(server) = state.server.clone().filter(|s| s.is_running()) {
+    if let Some(server) = state.server().cloned().filter(|s| s.is_running()) {
         did = true;
         server.terminate(cfg.server.stop_timeout).await?;
     }
-    if state.state != Phase::Stopped || state.server.is_some() {
-        state.state = Phase::Stopped;
-        state.server = None;
+    if state.phase != PhaseRecord::Stopped {
+        // The supervisor was killed before it could record the stop itself.
+        state.phase = PhaseRecord::Stopped;
         state.updated_at = crate::sys::clock::now_rfc3339();
         state.write(&instance.state_file())?;
     }
@@ -413,10 +414,7 @@ pub async fn restart(cfg: &Config) -> Result<State> {
     let sup = st.state.as_ref().and_then(|s| s.supervisor.clone());
     match sup.filter(|s| s.is_running()) {
         Some(sup) => {
-            let old = st
-                .state
-                .as_ref()
-                .and_then(|s| s.server.as_ref().map(|p| p.pid));
+            let old = st.state.as_ref().and_then(|s| s.server().map(|p| p.pid));
             let old_update = st.state.as_ref().map(|s| s.updated_at.clone());
             sup.signal(Signal::SIGUSR1)?;
             // Judge only states written after the signal was handled, not the old one.

@@ -3,6 +3,8 @@
 //! restart, status).
 
 pub mod control;
+pub(crate) mod driver;
+pub(crate) mod machine;
 pub(crate) mod start_lock;
 pub(crate) mod state_file;
 pub(crate) mod supervisor;

@@ -38,27 +38,101 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// The phase as the state file records it, with the data that belongs to it: only a starting,
+/// running or stopping phase has a server process, and only a running one a ready time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum PhaseRecord {
+    /// Launching, or waiting for the launched server to answer.
+    Starting {
+        /// The launched server, once there is one.
+        #[serde(default)]
+        server: Option<ProcessIdentity>,
+    },
+    /// Ready.
+    Running {
+        /// The server process.
+        server: ProcessIdentity,
+        /// When it became ready (RFC 3339).
+        started_at: String,
+    },
+    /// Waiting before the next launch after a failure.
+    Backoff,
+    /// Stopping the server.
+    Stopping {
+        /// The server being stopped.
+        #[serde(default)]
+        server: Option<ProcessIdentity>,
+    },
+    /// Stopped on request.
+    Stopped,
+    /// Too many failures; `doltctl restart` tries again.
+    Failed,
+    /// Stopped after `idle_timeout` without clients.
+    Idle,
+}
+
+impl PhaseRecord {
+    /// The phase's name.
+    pub fn kind(&self) -> Phase {
+        match self {
+            PhaseRecord::Starting { .. } => Phase::Starting,
+            PhaseRecord::Running { .. } => Phase::Running,
+            PhaseRecord::Backoff => Phase::Backoff,
+            PhaseRecord::Stopping { .. } => Phase::Stopping,
+            PhaseRecord::Stopped => Phase::Stopped,
+            PhaseRecord::Failed => Phase::Failed,
+            PhaseRecord::Idle => Phase::Idle,
+        }
+    }
+
+    /// The server process of this phase, if it has one.
+    pub fn server(&self) -> Option<&ProcessIdentity> {
+        match self {
+            PhaseRecord::Running { server, .. } => Some(server),
+            PhaseRecord::Starting { server } | PhaseRecord::Stopping { server } => server.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// What the supervisor tells everyone else about its instance (`<runtime>/state.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    pub state: Phase,
+    /// The phase and its data (`state`, and `server`/`started_at` where they apply).
+    #[serde(flatten)]
+    pub phase: PhaseRecord,
+    /// The supervisor process.
     pub supervisor: Option<ProcessIdentity>,
-    pub server: Option<ProcessIdentity>,
+    /// The host the server listens on.
     pub host: String,
+    /// Its TCP port (0 before the first launch).
     pub port: u16,
+    /// Its unix socket.
     pub socket: Option<PathBuf>,
+    /// The connection URL, without password.
     pub url: Option<String>,
+    /// The data dir.
     pub data_dir: PathBuf,
+    /// The server was started read-only.
     pub read_only: bool,
     /// Unplanned server exits and failed starts since the supervisor started.
     pub restarts: u32,
+    /// The last failure.
     pub last_error: Option<String>,
     /// Last lines of the server log when the last error happened.
     #[serde(default)]
     pub log_tail: Vec<String>,
+    /// What `dolt version` said.
     pub dolt_version: Option<String>,
-    /// When the current server became ready (RFC 3339).
-    pub started_at: Option<String>,
+    /// When this file was written (RFC 3339).
     pub updated_at: String,
+}
+
+/// The one definition of "ready": the phase is running and both the supervisor and the server
+/// it recorded are still those processes.
+pub(crate) fn is_ready(phase: Phase, supervisor_alive: bool, server_alive: bool) -> bool {
+    phase == Phase::Running && supervisor_alive && server_alive
 }
 
 impl State {
@@ -78,7 +152,7 @@ impl State {
     }
 
     /// Writes the state file atomically.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::StateFile {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -93,26 +167,49 @@ impl State {
 
     /// True if the server recorded here is still that process.
     pub fn server_alive(&self) -> bool {
-        self.server.as_ref().is_some_and(|p| p.is_running())
+        self.server().is_some_and(|p| p.is_running())
     }
 
     /// Running and ready: the supervisor and the server it recorded are both alive.
     pub fn is_ready(&self) -> bool {
-        self.state == Phase::Running && self.supervisor_alive() && self.server_alive()
+        is_ready(self.kind(), self.supervisor_alive(), self.server_alive())
+    }
+
+    /// The phase's name.
+    pub fn kind(&self) -> Phase {
+        self.phase.kind()
+    }
+
+    /// The server process, in the phases that have one.
+    pub fn server(&self) -> Option<&ProcessIdentity> {
+        self.phase.server()
+    }
+
+    /// When the running server became ready (RFC 3339).
+    pub fn started_at(&self) -> Option<&str> {
+        match &self.phase {
+            PhaseRecord::Running { started_at, .. } => Some(started_at),
+            _ => None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::clock::now_rfc3339;
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> State {
         State {
-            state: Phase::Running,
+            phase: PhaseRecord::Running {
+                server: ProcessIdentity {
+                    pid: 12,
+                    start_time: 34,
+                    cmdline: vec!["dolt".into(), "sql-server".into()],
+                },
+                started_at: "2026-11-28T21:00:00.000Z".into(),
+            },
             supervisor: ProcessIdentity::current(),
-            server: None,
             host: "127.0.0.1".into(),
             port: 1234,
             socket: None,
@@ -123,8 +220,7 @@ mod tests {
             last_error: None,
             log_tail: vec![],
             dolt_version: Some("2.3.1".into()),
-            started_at: Some(now_rfc3339()),
-            updated_at: now_rfc3339(),
+            updated_at: "2026-11-28T21:00:01.000Z".into(),
         }
     }
 
@@ -133,21 +229,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
         sample().write(&p).unwrap();
-        assert_eq!(State::read(&p).unwrap().unwrap(), sample_with_times(&p));
+        assert_eq!(State::read(&p).unwrap().unwrap(), sample());
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         // No temp file left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
-    fn sample_with_times(p: &Path) -> State {
-        // Times differ between calls; compare everything else.
-        let read = State::read(p).unwrap().unwrap();
-        State {
-            started_at: read.started_at.clone(),
-            updated_at: read.updated_at.clone(),
+    #[test]
+    fn the_phase_and_its_data_are_flat_fields_as_before() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["server"]["pid"], 12);
+        assert_eq!(v["started_at"], "2026-11-28T21:00:00.000Z");
+        let stopped = State {
+            phase: PhaseRecord::Stopped,
             ..sample()
-        }
+        };
+        let v = serde_json::to_value(stopped).unwrap();
+        assert_eq!(v["state"], "stopped");
+        assert!(v.get("server").is_none() && v.get("started_at").is_none());
+    }
+
+    #[test]
+    fn files_of_the_previous_format_still_read() {
+        // Written by doltctl before phases carried their data: nulls for fields that did
+        // not apply.
+        let old = r#"{"state":"stopped","supervisor":null,"server":null,"host":"127.0.0.1",
+            "port":1,"socket":null,"url":null,"data_dir":"/x","read_only":false,"restarts":0,
+            "last_error":null,"log_tail":[],"dolt_version":null,"started_at":null,
+            "updated_at":"t"}"#;
+        let s: State = serde_json::from_str(old).unwrap();
+        assert_eq!(s.kind(), Phase::Stopped);
+        assert!(s.server().is_none());
+        let old = old.replace(r#""state":"stopped""#, r#""state":"starting""#);
+        let s: State = serde_json::from_str(&old).unwrap();
+        assert_eq!(s.phase, PhaseRecord::Starting { server: None });
+    }
+
+    #[test]
+    fn readiness_needs_the_running_phase_and_both_processes() {
+        assert!(is_ready(Phase::Running, true, true));
+        assert!(!is_ready(Phase::Running, true, false));
+        assert!(!is_ready(Phase::Running, false, true));
+        assert!(!is_ready(Phase::Starting, true, true));
     }
 
     #[test]

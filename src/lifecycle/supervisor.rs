@@ -1,67 +1,70 @@
-//! The supervisor loop: one per data dir (an flock held for its whole life). It launches
-//! `dolt sql-server`, proves it ready, watches it (exit by reaping, health by probes), restarts
-//! it with backoff, gives up into `failed` after too many failures, and stops it in order.
+//! The supervisor: one per data dir (an flock held for its whole life). Its loop reports
+//! events to the [state machine](super::machine) and performs the actions it returns: launch,
+//! terminate, kill, wait, log, exit. Nothing here decides what comes next.
 //!
-//! States: starting -> running -> (crash | wedged) -> backoff -> starting ...;
-//! too many failures -> failed (until `doltctl restart`); SIGTERM/SIGINT -> stopping -> stopped.
+//! Commands arrive as a stream ([`Command`]); in the real supervisor signals feed it
+//! (SIGTERM/SIGINT stop, SIGUSR1 restarts), in unit tests the test does.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
-use crate::config::instance::Instance;
-use crate::config::Config;
+use crate::config::{Config, HealthConfig, Instance};
 use crate::error::{Error, Result};
-use crate::lifecycle::state_file::{Phase, State};
-use crate::server::dolt::{self, describe_exit, DoltChild, LaunchSpec};
-use crate::server::health::{self, Prober};
+use crate::lifecycle::driver::{
+    DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
+};
+use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::start_lock::{try_lock_start, StartLock};
+use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
+use crate::server::dolt::describe_exit;
 use crate::server::log::ServerLog;
-use crate::server::port;
 use crate::server::preflight;
 use crate::sys::clock::now_rfc3339;
 use crate::sys::process::ProcessIdentity;
 
-/// What the supervisor was asked to do by a signal.
+/// What the supervisor can be told from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
-    /// SIGTERM / SIGINT: stop the server and exit.
+pub(crate) enum Command {
+    /// Stop the server and exit.
     Stop,
-    /// SIGUSR1 (`doltctl restart`): restart the server now, forgetting past failures.
+    /// Restart the server now, forgetting past failures (also leaves `failed`).
     Restart,
 }
 
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    usr1: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals> {
-        let mk = |k| signal(k).map_err(|e| Error::io("signal handler", e));
-        Ok(Signals {
-            term: mk(SignalKind::terminate())?,
-            int: mk(SignalKind::interrupt())?,
-            usr1: mk(SignalKind::user_defined1())?,
-        })
-    }
-
-    async fn next(&mut self) -> Command {
-        tokio::select! {
-            _ = self.term.recv() => Command::Stop,
-            _ = self.int.recv() => Command::Stop,
-            _ = self.usr1.recv() => Command::Restart,
+/// Forwards SIGTERM/SIGINT (stop) and SIGUSR1 (restart) into a command stream. Installed
+/// before anything else so no signal is lost while the supervisor starts up.
+fn signal_commands() -> Result<mpsc::Receiver<Command>> {
+    let mk = |k| signal(k).map_err(|e| Error::io("signal handler", e));
+    let (mut term, mut int, mut usr1) = (
+        mk(SignalKind::terminate())?,
+        mk(SignalKind::interrupt())?,
+        mk(SignalKind::user_defined1())?,
+    );
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let cmd = tokio::select! {
+                _ = term.recv() => Command::Stop,
+                _ = int.recv() => Command::Stop,
+                _ = usr1.recv() => Command::Restart,
+            };
+            if tx.send(cmd).await.is_err() {
+                break;
+            }
         }
-    }
+    });
+    Ok(rx)
 }
 
 /// Takes the supervisor lock without waiting. The kernel releases it if we die.
-pub fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
+pub(crate) fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
     match crate::sys::locks::try_flock(&instance.supervisor_lock())? {
         Some(l) => Ok(l),
         None => {
@@ -77,60 +80,87 @@ pub fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
     }
 }
 
-/// Why a launch did not give a running server.
-enum LaunchFailure {
-    /// Worth retrying after backoff (dolt exited, not ready in time, port taken in auto mode).
-    Retry(Error),
-    /// Retrying cannot help on the first launch (foreign lock holder, dolt missing, ...).
-    Fatal(Error),
-    /// A signal arrived while launching; the child (if any) is already stopped.
-    Interrupted(Command),
+/// Runs the supervisor for `cfg`'s data dir until it is told to stop, goes idle, or cannot
+/// launch at all. Holds the supervisor lock throughout.
+pub(crate) async fn run(cfg: Config) -> Result<()> {
+    let instance = Instance::new(&cfg.data_dir);
+    instance.ensure_dirs()?;
+    let _lock = lock_supervisor(&instance)?;
+    let previous = State::read(&instance.state_file()).unwrap_or_else(|e| {
+        tracing::warn!("{e}; starting with a fresh state file");
+        None
+    });
+    let log = Arc::new(ServerLog::open(
+        &instance.server_log(),
+        cfg.logs.max_size,
+        cfg.logs.keep,
+    )?);
+    let commands = signal_commands()?;
+    log.event(&format!(
+        "supervisor pid {} started for {}",
+        std::process::id(),
+        instance.data_dir().display()
+    ));
+    let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
+    let mut sup = Supervisor::new(&cfg, instance, log, launcher, commands);
+    sup.record.port = previous.as_ref().map_or(0, |p| p.port);
+    // The previous supervisor is gone (we hold its lock): a server it recorded that is still
+    // alive is an orphan of ours.
+    let orphan = previous.as_ref().and_then(|p| p.server().cloned());
+    if let Err(e) = preflight::stop_orphan(orphan.as_ref(), cfg.server.stop_timeout, &sup.log).await
+    {
+        sup.finish(Err(&e));
+        return Err(e);
+    }
+    let result = sup.drive().await;
+    sup.finish(result.as_ref().map(|_| ()));
+    result.map(|_| ())
 }
 
-/// How a running server's watch ended.
-enum Ended {
-    Exited(String),
-    Wedged(String),
-    Command(Command),
-    /// No client for `idle_timeout`; the start lock is held so no client starts a server
-    /// while this one stops.
-    Idle(crate::lifecycle::start_lock::StartLock),
+/// The settings the loop itself needs.
+#[derive(Debug, Clone)]
+struct Settings {
+    ready_timeout: Duration,
+    stop_timeout: Duration,
+    idle_timeout: Duration,
+    health: HealthConfig,
 }
 
-pub struct Supervisor {
-    cfg: Config,
+/// The supervisor loop over a launcher (dolt, or a fake in tests).
+pub(crate) struct Supervisor<L: Launcher> {
+    launcher: L,
+    machine: Machine,
+    settings: Settings,
     instance: Instance,
     log: Arc<ServerLog>,
-    state: State,
-    bin: Option<std::path::PathBuf>,
-    failures: VecDeque<Instant>,
-    backoff: Duration,
-    idle_lock: Option<crate::lifecycle::start_lock::StartLock>,
-    version_task: Option<tokio::task::JoinHandle<Result<String>>>,
+    /// What the state file says; the phase part is derived from the machine on each write.
+    record: State,
+    user: String,
+    commands: mpsc::Receiver<Command>,
+    child: Option<L::Child>,
+    probe: Option<L::Probe>,
+    ready_deadline: Instant,
+    backoff_until: Option<Instant>,
+    /// Held from the idle decision until this process exits: a client waiting on it then sees
+    /// no supervisor and starts a new one.
+    idle_lock: Option<StartLock>,
+    /// The error of a launch that ends the supervisor.
+    fatal: Option<Error>,
 }
 
-impl Supervisor {
-    /// Runs the supervisor until it is told to stop. Holds the supervisor lock throughout.
-    pub async fn run(cfg: Config) -> Result<()> {
-        let instance = Instance::new(&cfg.data_dir);
-        instance.ensure_dirs()?;
-        let _lock = lock_supervisor(&instance)?;
-        let previous = State::read(&instance.state_file()).unwrap_or_else(|e| {
-            tracing::warn!("{e}; starting with a fresh state file");
-            None
-        });
-        let log = Arc::new(ServerLog::open(
-            &instance.server_log(),
-            cfg.logs.max_size,
-            cfg.logs.keep,
-        )?);
-        let mut signals = Signals::install()?;
-        let state = State {
-            state: Phase::Starting,
+impl<L: Launcher> Supervisor<L> {
+    pub(crate) fn new(
+        cfg: &Config,
+        instance: Instance,
+        log: Arc<ServerLog>,
+        launcher: L,
+        commands: mpsc::Receiver<Command>,
+    ) -> Supervisor<L> {
+        let record = State {
+            phase: PhaseRecord::Starting { server: None },
             supervisor: ProcessIdentity::current(),
-            server: None,
             host: cfg.server.host.clone(),
-            port: previous.as_ref().map_or(0, |p| p.port),
+            port: 0,
             socket: None,
             url: None,
             data_dir: instance.data_dir().to_path_buf(),
@@ -139,357 +169,376 @@ impl Supervisor {
             last_error: None,
             log_tail: vec![],
             dolt_version: None,
-            started_at: None,
             updated_at: now_rfc3339(),
         };
-        let backoff = cfg.restart.initial_backoff;
-        let mut sup = Supervisor {
-            cfg,
+        Supervisor {
+            launcher,
+            machine: Machine::new((&cfg.restart).into()),
+            settings: Settings {
+                ready_timeout: cfg.server.ready_timeout,
+                stop_timeout: cfg.server.stop_timeout,
+                idle_timeout: cfg.server.idle_timeout,
+                health: cfg.health.clone(),
+            },
             instance,
             log,
-            state,
-            bin: None,
-            failures: VecDeque::new(),
-            backoff,
+            record,
+            user: cfg.client.user.clone(),
+            commands,
+            child: None,
+            probe: None,
+            ready_deadline: Instant::now(),
+            backoff_until: None,
             idle_lock: None,
-            version_task: None,
-        };
-        sup.log.event(&format!(
-            "supervisor pid {} started for {}",
-            std::process::id(),
-            sup.instance.data_dir().display()
-        ));
-        // The previous supervisor is gone (we hold its lock): a server it recorded that is
-        // still alive is an orphan of ours.
-        let orphan = previous.as_ref().and_then(|p| p.server.clone());
-        preflight::stop_orphan(orphan.as_ref(), sup.cfg.server.stop_timeout, &sup.log).await?;
-        let result = sup.main_loop(&mut signals).await;
-        if let Err(e) = &result {
-            sup.state.last_error = Some(e.to_string());
-            sup.state.log_tail = sup.log.tail(15);
+            fatal: None,
         }
-        sup.state.server = None;
-        let phase = match &result {
-            Ok(p) => *p,
-            Err(_) => Phase::Failed,
-        };
-        if sup.state.state != phase {
-            sup.set_phase(phase);
-        }
-        sup.log.event("supervisor exiting");
-        result.map(|_| ())
     }
 
-    /// Runs until stopped; returns the phase to record at exit (stopped or idle).
-    async fn main_loop(&mut self, signals: &mut Signals) -> Result<Phase> {
-        let mut first = true;
+    /// Runs the machine until an `Exit` action; returns the final phase.
+    pub(crate) async fn drive(&mut self) -> Result<Phase> {
+        self.publish();
+        let mut pending: VecDeque<Action> = VecDeque::from([Action::Launch]);
         loop {
-            let launched_at = Instant::now();
-            let failure = match self.launch(signals).await {
-                Ok(mut child) => {
-                    first = false;
-                    let ended = self.watch(&mut child, signals).await;
-                    match ended {
-                        Ended::Command(cmd) => {
-                            self.stop_child(&mut child).await;
-                            match cmd {
-                                Command::Stop => return Ok(Phase::Stopped),
-                                Command::Restart => {
-                                    self.forget_failures();
-                                    continue;
-                                }
-                            }
-                        }
-                        Ended::Idle(lock) => {
-                            self.stop_child(&mut child).await;
-                            self.log.event("idle stop complete; the next client access starts the server again");
-                            // Keep the start lock until this process exits: a client waiting
-                            // on it then sees no supervisor and starts a new one.
-                            self.idle_lock = Some(lock);
-                            return Ok(Phase::Idle);
-                        }
-                        Ended::Exited(why) | Ended::Wedged(why) => {
-                            if launched_at.elapsed() >= self.cfg.restart.stable_after {
-                                self.backoff = self.cfg.restart.initial_backoff;
-                            }
-                            why
-                        }
+            while let Some(action) = pending.pop_front() {
+                let event = match action {
+                    Action::Launch => Some(self.launch().await),
+                    Action::Terminate => {
+                        self.terminate().await;
+                        Some(Event::ServerStopped)
                     }
+                    Action::Kill => {
+                        self.kill().await;
+                        Some(Event::ServerStopped)
+                    }
+                    Action::Wait(d) => {
+                        self.backoff_until = Some(Instant::now() + d);
+                        None
+                    }
+                    Action::Log(line) => {
+                        self.log.event(&line);
+                        None
+                    }
+                    Action::Exit(None) => return Ok(self.machine.phase.kind()),
+                    Action::Exit(Some(why)) => {
+                        return Err(self.fatal.take().unwrap_or(Error::ServerFailed {
+                            state: Phase::Failed.to_string(),
+                            last_error: Some(why),
+                            log_tail: vec![],
+                        }))
+                    }
+                };
+                if let Some(e) = event {
+                    pending.extend(self.apply(e));
                 }
-                Err(LaunchFailure::Interrupted(Command::Stop)) => return Ok(Phase::Stopped),
-                Err(LaunchFailure::Interrupted(Command::Restart)) => {
-                    self.forget_failures();
-                    continue;
+            }
+            let event = self.next_event().await;
+            pending.extend(self.apply(event));
+        }
+    }
+
+    /// Feeds one event to the machine and writes the state file; returns the actions.
+    fn apply(&mut self, event: Event) -> Vec<Action> {
+        let before = self.machine.last_error.clone();
+        match self.machine.step(event, Instant::now()) {
+            Ok(actions) => {
+                if self.machine.last_error != before {
+                    self.record.log_tail = self.log.excerpt(10);
                 }
-                Err(LaunchFailure::Fatal(e)) if first => return Err(e),
-                Err(LaunchFailure::Fatal(e)) | Err(LaunchFailure::Retry(e)) => {
-                    first = false;
-                    e.to_string()
-                }
-            };
-            if let Some(cmd) = self.after_failure(failure, signals).await {
-                if cmd == Command::Stop {
-                    return Ok(Phase::Stopped);
-                }
-                self.forget_failures();
+                self.publish();
+                actions
+            }
+            Err(refused) => {
+                // A bug in the loop, not in the server: keep going in the same phase.
+                tracing::error!("{refused}");
+                vec![]
             }
         }
     }
 
-    fn forget_failures(&mut self) {
-        self.failures.clear();
-        self.backoff = self.cfg.restart.initial_backoff;
-    }
-
-    /// Records a failure, then waits out the backoff, or sits in `failed` until told to
-    /// restart. Returns a command if one arrived meanwhile.
-    async fn after_failure(&mut self, why: String, signals: &mut Signals) -> Option<Command> {
-        let now = Instant::now();
-        self.failures.push_back(now);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.cfg.restart.failure_window)
-        {
-            self.failures.pop_front();
-        }
-        self.state.restarts += 1;
-        self.state.server = None;
-        self.state.last_error = Some(why.clone());
-        self.state.log_tail = self.log.excerpt(10);
-        if self.failures.len() as u32 >= self.cfg.restart.max_failures {
-            self.log.event(&format!(
-                "giving up after {} failures within {:?}: {why}; run `doltctl restart` to try again",
-                self.failures.len(),
-                self.cfg.restart.failure_window
-            ));
-            self.set_phase(Phase::Failed);
-            return Some(signals.next().await);
-        }
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.cfg.restart.max_backoff);
-        self.log
-            .event(&format!("server failed: {why}; restarting in {wait:?}"));
-        self.set_phase(Phase::Backoff);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => None,
-            cmd = signals.next() => Some(cmd),
-        }
-    }
-
-    fn set_phase(&mut self, phase: Phase) {
-        self.state.state = phase;
-        self.state.updated_at = now_rfc3339();
-        if let Err(e) = self.state.write(&self.instance.state_file()) {
+    /// The one place the state file is written: the record, with the machine's phase.
+    fn publish(&mut self) {
+        let m = &self.machine;
+        self.record.phase = match &m.phase {
+            ServerPhase::Starting(_) => PhaseRecord::Starting {
+                server: m.phase.server().cloned(),
+            },
+            ServerPhase::Running { launch, ready_at } => PhaseRecord::Running {
+                server: launch.identity.clone(),
+                started_at: humantime::format_rfc3339_millis(*ready_at).to_string(),
+            },
+            ServerPhase::Backoff { .. } => PhaseRecord::Backoff,
+            ServerPhase::Stopping { .. } => PhaseRecord::Stopping {
+                server: m.phase.server().cloned(),
+            },
+            ServerPhase::Failed => PhaseRecord::Failed,
+            ServerPhase::Stopped => PhaseRecord::Stopped,
+            ServerPhase::Idle => PhaseRecord::Idle,
+        };
+        self.record.restarts = m.restarts;
+        self.record.last_error = m.last_error.clone();
+        self.record.updated_at = now_rfc3339();
+        if let Err(e) = self.record.write(&self.instance.state_file()) {
             tracing::error!("cannot write state file: {e}");
         }
     }
 
-    /// Preflight, launch, and wait until the server answers `SELECT 1`.
-    async fn launch(&mut self, signals: &mut Signals) -> Result<DoltChild, LaunchFailure> {
-        use LaunchFailure::{Fatal, Retry};
-        self.state.server = None;
-        self.state.started_at = None;
-        self.set_phase(Phase::Starting);
-        let bin = match &self.bin {
-            Some(b) => b.clone(),
-            None => {
-                let b = dolt::resolve_binary(&self.cfg).map_err(Fatal)?;
-                // Before any dolt command: dolt creates the root's global config itself.
-                dolt::prepare_dolt_root(&self.instance).map_err(Fatal)?;
-                // `dolt version` only informs the state file: run it beside the launch, off
-                // the path to readiness.
-                let env = dolt::dolt_env(&self.instance);
-                let vb = b.clone();
-                self.version_task =
-                    Some(tokio::spawn(async move { dolt::version(&vb, &env).await }));
-                self.bin = Some(b.clone());
-                b
-            }
-        };
-        preflight::check_locks(&self.instance, &self.log).map_err(Fatal)?;
-        let host = self.cfg.server.host.clone();
-        let previous = (self.state.port != 0).then_some(self.state.port);
-        let port =
-            port::choose(self.cfg.server.port, &host, &self.instance, previous).map_err(Fatal)?;
-        let spec = LaunchSpec {
-            bin,
-            host: host.clone(),
-            port,
-            socket: self.instance.socket(),
-        };
-        // A socket file left by a killed server makes Dolt fail to listen on it.
-        let _ = std::fs::remove_file(&spec.socket);
-        self.state.port = port;
-        self.state.socket = Some(spec.socket.clone());
-        self.state.url = Some(crate::config::url::url_for(
-            &self.cfg.client.user,
-            "",
-            &host,
-            port,
-        ));
-        self.log.begin_launch();
-        let mut child = dolt::launch(&self.cfg, &self.instance, &spec, &self.log).map_err(Fatal)?;
-        self.state.server = Some(child.identity.clone());
-        self.set_phase(Phase::Starting);
+    /// Records how the supervisor ends: its final phase, or `failed` with the error.
+    fn finish(&mut self, result: std::result::Result<(), &Error>) {
+        if let Err(e) = result {
+            self.machine.last_error = Some(e.to_string());
+            self.record.log_tail = self.log.tail(15);
+            self.machine.phase = ServerPhase::Failed;
+        }
+        self.publish();
+        self.log.event("supervisor exiting");
+    }
 
+    async fn command(&mut self) -> Event {
+        match self.commands.recv().await {
+            Some(Command::Stop) | None => Event::Stop,
+            Some(Command::Restart) => Event::Restart,
+        }
+    }
+
+    /// Performs `Launch`: preflight and spawn; reports the result.
+    async fn launch(&mut self) -> Event {
+        let previous = (self.record.port != 0).then_some(self.record.port);
+        match self.launcher.launch(previous).await {
+            Ok(Launched {
+                child,
+                probe,
+                port,
+                socket,
+            }) => {
+                self.record.port = port;
+                self.record.socket = socket;
+                self.record.url = Some(crate::config::url::url_for(
+                    &self.user,
+                    "",
+                    &self.record.host,
+                    port,
+                ));
+                let launch = Launch {
+                    identity: child.identity().clone(),
+                    launched_at: Instant::now(),
+                };
+                self.ready_deadline = launch.launched_at + self.settings.ready_timeout;
+                self.child = Some(child);
+                self.probe = Some(probe);
+                Event::Launched(launch)
+            }
+            Err(LaunchError { error, fatal }) => {
+                let why = error.to_string();
+                if fatal {
+                    self.fatal = Some(error);
+                }
+                Event::LaunchFailed { error: why, fatal }
+            }
+        }
+    }
+
+    /// Waits for what can happen in the current phase.
+    async fn next_event(&mut self) -> Event {
+        match self.machine.phase {
+            ServerPhase::Starting(Some(_)) => self.wait_ready().await,
+            ServerPhase::Running { .. } => self.watch().await,
+            ServerPhase::Backoff { .. } => {
+                let until = self.backoff_until.unwrap_or_else(Instant::now);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => Event::BackoffElapsed,
+                    e = self.command() => e,
+                }
+            }
+            // Failed waits for a restart or a stop; the other phases are left by actions.
+            _ => self.command().await,
+        }
+    }
+
+    /// Starting with a process: polls `SELECT 1` until it answers, the process exits, a
+    /// command arrives or `ready_timeout` passes.
+    async fn wait_ready(&mut self) -> Event {
+        let (Some(child), Some(probe)) = (self.child.as_mut(), self.probe.as_mut()) else {
+            return Event::Exited("no server process".into());
+        };
         let started = Instant::now();
-        let deadline = started + self.cfg.server.ready_timeout;
         let mut last_error;
-        let probe = health::probe_opts(&self.cfg, port);
         loop {
             tokio::select! {
-                status = child.child.wait() => {
-                    child.drain().await;
+                status = child.wait() => {
+                    child.after_exit().await;
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    child.kill_leftovers();
                     self.log.event(&format!("dolt exited before it was ready ({status})"));
-                    return Err(Retry(Error::ExitedBeforeReady { status, log_tail: self.log.excerpt(5) }));
+                    self.child = None;
+                    let e = Error::ExitedBeforeReady { status, log_tail: self.log.excerpt(5) };
+                    return Event::Exited(e.to_string());
                 }
-                cmd = signals.next() => {
-                    self.stop_child(&mut child).await;
-                    return Err(LaunchFailure::Interrupted(cmd));
+                cmd = self.commands.recv() => {
+                    return match cmd {
+                        Some(Command::Restart) => Event::Restart,
+                        _ => Event::Stop,
+                    };
                 }
-                r = health::select1(&probe, Duration::from_millis(1000)) => {
-                    match r {
-                        Ok(()) => break,
-                        Err(e) => last_error = e,
-                    }
+                r = probe.ready() => match r {
+                    Ok(()) => break,
+                    Err(e) => last_error = e,
                 }
             }
-            if Instant::now() >= deadline {
-                self.kill_child(&mut child).await;
-                return Err(Retry(Error::NotReady {
-                    host,
-                    port,
-                    waited: self.cfg.server.ready_timeout,
+            if Instant::now() >= self.ready_deadline {
+                let e = Error::NotReady {
+                    host: self.record.host.clone(),
+                    port: self.record.port,
+                    waited: self.settings.ready_timeout,
                     last_error,
                     log_tail: self.log.excerpt(5),
-                }));
+                };
+                return Event::NotReady(e.to_string());
             }
             // Fine-grained polling: refused connections come back at once.
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                _ = child.child.wait() => {}
+                _ = child.wait() => {}
             }
         }
         self.log.event(&format!(
-            "dolt pid {} ready on {host}:{port} after {} ms",
-            child.pid(),
+            "dolt pid {} ready on {}:{} after {} ms",
+            child.identity().pid,
+            self.record.host,
+            self.record.port,
             started.elapsed().as_millis()
         ));
-        if let Some(task) = self.version_task.take() {
-            match tokio::time::timeout(Duration::from_secs(5), task).await {
-                Ok(Ok(Ok(v))) => self.state.dolt_version = Some(v),
-                Ok(Ok(Err(e))) => tracing::warn!("{e}"),
-                _ => tracing::warn!("`dolt version` did not answer; version not recorded"),
-            }
+        if self.record.dolt_version.is_none() {
+            self.record.dolt_version = self.launcher.version().await;
         }
-        self.state.started_at = Some(now_rfc3339());
-        self.set_phase(Phase::Running);
-        Ok(child)
+        Event::Ready {
+            at: SystemTime::now(),
+        }
     }
 
-    /// Watches a running server until it exits, wedges, or a command arrives.
-    async fn watch(&mut self, child: &mut DoltChild, signals: &mut Signals) -> Ended {
-        let h = self.cfg.health.clone();
-        let mut prober = Prober::new(health::probe_opts(&self.cfg, self.state.port));
+    /// Running: notices an exit at once (by reaping), a wedge after `max_missed` probes, and
+    /// no clients for `idle_timeout`.
+    async fn watch(&mut self) -> Event {
+        let (Some(child), Some(probe)) = (self.child.as_mut(), self.probe.as_mut()) else {
+            return Event::Exited("no server process".into());
+        };
+        let h = self.settings.health.clone();
+        let idle_timeout = self.settings.idle_timeout;
         let mut missed = 0u32;
-        let idle_timeout = self.cfg.server.idle_timeout;
         let mut last_client = Instant::now();
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        let ended = loop {
+        loop {
             tokio::select! {
-                status = child.child.wait() => {
-                    child.drain().await;
+                status = child.wait() => {
+                    child.after_exit().await;
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    child.kill_leftovers();
-                    let msg = format!("dolt pid {} exited unexpectedly ({status})", child.pid());
+                    let msg = format!("dolt pid {} exited unexpectedly ({status})", child.identity().pid);
                     self.log.event(&msg);
-                    break Ended::Exited(msg);
+                    self.child = None;
+                    if let Some(mut p) = self.probe.take() {
+                        p.close().await;
+                    }
+                    return Event::Exited(msg);
                 }
-                cmd = signals.next() => break Ended::Command(cmd),
-                _ = tick.tick() => {
-                    match prober.probe(h.timeout).await {
-                        Ok(()) => {
-                            missed = 0;
-                            if idle_timeout.is_zero() {
-                                continue;
-                            }
-                            match prober.client_connections(h.timeout).await {
-                                Ok(n) if n > 0 => last_client = Instant::now(),
-                                Ok(_) if last_client.elapsed() >= idle_timeout => {
-                                    if let Some(lock) = crate::lifecycle::start_lock::try_lock_start(&self.instance) {
-                                        self.log.event(&format!(
-                                            "no client connection for {:?} (idle_timeout); stopping the server",
-                                            last_client.elapsed()
-                                        ));
-                                        break Ended::Idle(lock);
-                                    }
-                                }
-                                Ok(_) => {}
-                                Err(e) => tracing::debug!("counting client connections: {e}"),
-                            }
+                cmd = self.commands.recv() => {
+                    return match cmd {
+                        Some(Command::Restart) => Event::Restart,
+                        _ => Event::Stop,
+                    };
+                }
+                _ = tick.tick() => match probe.health(h.timeout).await {
+                    Ok(()) => {
+                        missed = 0;
+                        if idle_timeout.is_zero() {
+                            continue;
                         }
-                        Err(e) => {
-                            missed += 1;
-                            self.log.event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
-                            if missed >= h.max_missed {
-                                let msg = format!("dolt pid {} is wedged: {missed} health probes missed ({e})", child.pid());
-                                self.log.event(&format!("{msg}; killing it"));
-                                self.kill_child(child).await;
-                                break Ended::Wedged(msg);
+                        match probe.client_connections(h.timeout).await {
+                            Ok(n) if n > 0 => last_client = Instant::now(),
+                            Ok(_) if last_client.elapsed() >= idle_timeout => {
+                                if let Some(lock) = try_lock_start(&self.instance) {
+                                    self.log.event(&format!(
+                                        "no client connection for {:?} (idle_timeout); stopping the server",
+                                        last_client.elapsed()
+                                    ));
+                                    self.idle_lock = Some(lock);
+                                    return Event::IdleTimeout;
+                                }
                             }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!("counting client connections: {e}"),
+                        }
+                    }
+                    Err(e) => {
+                        missed += 1;
+                        self.log.event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
+                        if missed >= h.max_missed {
+                            let msg = format!(
+                                "dolt pid {} is wedged: {missed} health probes missed ({e})",
+                                child.identity().pid
+                            );
+                            self.log.event(&format!("{msg}; killing it"));
+                            return Event::Wedged(msg);
                         }
                     }
                 }
             }
-        };
-        prober.close().await;
-        ended
+        }
     }
 
-    /// Graceful stop: SIGTERM to the group, `stop_timeout`, then SIGKILL. Reaps the child.
-    async fn stop_child(&mut self, child: &mut DoltChild) {
-        self.set_phase(Phase::Stopping);
+    /// Performs `Terminate`: SIGTERM to the group, `stop_timeout`, then SIGKILL; reaps.
+    async fn terminate(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.identity().pid;
         self.log
-            .event(&format!("stopping dolt pid {} (SIGTERM)", child.pid()));
+            .event(&format!("stopping dolt pid {pid} (SIGTERM)"));
         child.signal_group(Signal::SIGTERM);
-        let timeout = self.cfg.server.stop_timeout;
-        match tokio::time::timeout(timeout, child.child.wait()).await {
+        let timeout = self.settings.stop_timeout;
+        match tokio::time::timeout(timeout, child.wait()).await {
             Ok(status) => {
                 let s = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                self.log
-                    .event(&format!("dolt pid {} stopped ({s})", child.pid()));
-                // Anything it left in its group goes too.
-                child.kill_leftovers();
+                self.log.event(&format!("dolt pid {pid} stopped ({s})"));
+                child.after_exit().await;
+                self.release().await;
             }
             Err(_) => {
                 self.log.event(&format!(
-                    "dolt pid {} did not stop within {timeout:?}; sending SIGKILL",
-                    child.pid()
+                    "dolt pid {pid} did not stop within {timeout:?}; sending SIGKILL"
                 ));
-                self.kill_child(child).await;
+                self.kill().await;
             }
         }
-        child.drain().await;
-        self.state.server = None;
     }
 
-    /// SIGKILL to the group and reap.
-    async fn kill_child(&mut self, child: &mut DoltChild) {
-        child.signal_group(Signal::SIGKILL);
-        // SIGKILL cannot be caught or blocked, and acts on stopped processes too; only a
-        // process stuck in the kernel (uninterruptible I/O) outlives it for a while.
-        if tokio::time::timeout(Duration::from_secs(30), child.child.wait())
-            .await
-            .is_err()
-        {
-            tracing::error!(pid = child.pid(), "still not gone 30s after SIGKILL");
+    /// Performs `Kill`: SIGKILL to the group; reaps.
+    async fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            child.signal_group(Signal::SIGKILL);
+            // SIGKILL cannot be caught or blocked, and acts on stopped processes too; only a
+            // process stuck in the kernel (uninterruptible I/O) outlives it for a while.
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    pid = child.identity().pid,
+                    "still not gone 30s after SIGKILL"
+                );
+            }
+            child.after_exit().await;
         }
-        child.drain().await;
-        self.state.server = None;
+        self.release().await;
+    }
+
+    async fn release(&mut self) {
+        self.child = None;
+        if let Some(mut p) = self.probe.take() {
+            p.close().await;
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

@@ -56,6 +56,11 @@ impl Prober {
         Prober { opts, conn: None }
     }
 
+    /// The options its connections use.
+    pub fn opts(&self) -> &Opts {
+        &self.opts
+    }
+
     pub async fn probe(&mut self, timeout: Duration) -> Result<(), String> {
         let result = tokio::time::timeout(timeout, async {
             if self.conn.is_none() {

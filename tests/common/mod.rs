@@ -239,7 +239,7 @@ max_missed = 3
 
     pub fn server(&self) -> ProcessIdentity {
         self.state()
-            .and_then(|s| s.server)
+            .and_then(|s| s.server().cloned())
             .expect("state file names a server")
     }
 
@@ -293,7 +293,10 @@ impl Drop for TestEnv {
         // Supervisor and server as recorded, then anything else that mentions our temp dir
         // (a dolt started with --config in it, a doltctl with --data-dir in it).
         if let Some(s) = self.state() {
-            for p in [s.supervisor, s.server].into_iter().flatten() {
+            for p in [s.supervisor.clone(), s.server().cloned()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
             }
         }

@@ -1,0 +1,741 @@
+//! The server's life as one explicit state machine: a pure transition function
+//! `(phase, event) -> (phase, actions)`. It does no I/O and reads no clock (the time comes in
+//! with each step), so every transition is unit-tested; the supervisor loop only reports
+//! events and performs the actions.
+//!
+//! | from                  | event                        | to                                         | actions             |
+//! |-----------------------|------------------------------|--------------------------------------------|---------------------|
+//! | starting (launching)  | launched                     | starting (server)                          |                     |
+//! | starting (launching)  | launch failed, first, fatal  | failed, exit with the error                | exit                |
+//! | starting (launching)  | launch failed                | backoff, or failed after too many failures | wait / -            |
+//! | starting (server)     | ready                        | running                                    |                     |
+//! | starting (server)     | exited                       | backoff / failed                           | wait / -            |
+//! | starting (server)     | not ready in time            | stopping (then: failure)                   | kill                |
+//! | running               | exited                       | backoff / failed                           | wait / -            |
+//! | running               | wedged                       | stopping (then: failure)                   | kill                |
+//! | running               | idle                         | stopping (then: idle)                      | terminate           |
+//! | starting, running     | stop                         | stopping (then: stopped)                   | terminate           |
+//! | starting, running     | restart                      | stopping (then: relaunch)                  | terminate           |
+//! | stopping              | server stopped               | stopped / idle (exit), starting (relaunch), backoff / failed | exit / launch / wait |
+//! | stopping              | stop                         | stopping (then: stopped)                   |                     |
+//! | stopping              | restart                      | stopping (then: relaunch)                  |                     |
+//! | backoff               | backoff elapsed              | starting (launching)                       | launch              |
+//! | backoff, failed       | restart                      | starting (launching), failures forgotten   | launch              |
+//! | backoff, failed       | stop                         | stopped                                    | exit                |
+//! | starting (launching)  | stop                         | stopped                                    | exit                |
+//!
+//! Everything else is refused ([`Refused`]); stopped and idle are final.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::RestartConfig;
+use crate::lifecycle::state_file::Phase;
+use crate::sys::process::ProcessIdentity;
+
+/// A launched server process as the machine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Launch {
+    pub identity: ProcessIdentity,
+    pub launched_at: Instant,
+}
+
+/// What happens once a stopping server is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// The supervisor exits; the server stays stopped.
+    Stopped,
+    /// The supervisor exits after an idle stop; the next client access starts it again.
+    Idle,
+    /// Launch again at once (a restart was asked for).
+    Relaunch,
+    /// The server failed (wedged, never ready): count the failure, then back off or give up.
+    Fail(String),
+}
+
+/// The phase with the data that only makes sense in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerPhase {
+    /// Launching (`None`) or waiting for the launched server to answer `SELECT 1`.
+    Starting(Option<Launch>),
+    /// Ready since `ready_at` (wall clock, for the state file).
+    Running {
+        launch: Launch,
+        ready_at: std::time::SystemTime,
+    },
+    /// Waiting `wait` before the next launch.
+    Backoff { wait: Duration },
+    /// Stopping the server; `then` says what follows.
+    Stopping { launch: Launch, then: Then },
+    /// Too many failures; waits for a restart or a stop.
+    Failed,
+    /// Final: stopped on request.
+    Stopped,
+    /// Final: stopped after `idle_timeout` without clients.
+    Idle,
+}
+
+impl ServerPhase {
+    /// The phase's name, as the state file and `status` show it.
+    pub(crate) fn kind(&self) -> Phase {
+        match self {
+            ServerPhase::Starting(_) => Phase::Starting,
+            ServerPhase::Running { .. } => Phase::Running,
+            ServerPhase::Backoff { .. } => Phase::Backoff,
+            ServerPhase::Stopping { .. } => Phase::Stopping,
+            ServerPhase::Failed => Phase::Failed,
+            ServerPhase::Stopped => Phase::Stopped,
+            ServerPhase::Idle => Phase::Idle,
+        }
+    }
+
+    /// The server process this phase has, if any.
+    pub(crate) fn server(&self) -> Option<&ProcessIdentity> {
+        match self {
+            ServerPhase::Starting(Some(l))
+            | ServerPhase::Running { launch: l, .. }
+            | ServerPhase::Stopping { launch: l, .. } => Some(&l.identity),
+            _ => None,
+        }
+    }
+}
+
+/// What the supervisor loop reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The server process was spawned.
+    Launched(Launch),
+    /// No server process could be launched. `fatal`: retrying cannot help (a foreign lock
+    /// holder, no dolt binary); on the very first launch the supervisor then exits.
+    LaunchFailed { error: String, fatal: bool },
+    /// The server answered `SELECT 1`.
+    Ready { at: std::time::SystemTime },
+    /// The server did not answer within `ready_timeout`.
+    NotReady(String),
+    /// The server process exited on its own (already reaped).
+    Exited(String),
+    /// `max_missed` health probes in a row failed.
+    Wedged(String),
+    /// No client for `idle_timeout` (the start lock is already held).
+    IdleTimeout,
+    /// The stopping server is gone (reaped).
+    ServerStopped,
+    /// The backoff wait is over.
+    BackoffElapsed,
+    /// Stop the server and exit (SIGTERM, SIGINT).
+    Stop,
+    /// Restart the server now and forget past failures (SIGUSR1, `doltctl restart`).
+    Restart,
+}
+
+/// What the supervisor loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Preflight and spawn a server; report `Launched` or `LaunchFailed`.
+    Launch,
+    /// SIGTERM to the server's group, SIGKILL after `stop_timeout`; report `ServerStopped`.
+    Terminate,
+    /// SIGKILL to the server's group; report `ServerStopped`.
+    Kill,
+    /// Report `BackoffElapsed` after this long.
+    Wait(Duration),
+    /// Write this event to the server log.
+    Log(String),
+    /// Leave the loop. `Some(error)`: the supervisor exits with that error.
+    Exit(Option<String>),
+}
+
+/// An event the phase has no transition for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub phase: Phase,
+    pub event: Event,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event {:?} is not allowed in phase {}",
+            self.event, self.phase
+        )
+    }
+}
+
+/// The machine: the phase, plus the failure history that decides between backoff and failed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Machine {
+    pub phase: ServerPhase,
+    policy: RestartPolicy,
+    /// When recent failures happened (within `failure_window`).
+    failures: VecDeque<Instant>,
+    /// The next backoff wait.
+    backoff: Duration,
+    /// Unplanned exits and failed starts since the supervisor started.
+    pub restarts: u32,
+    /// The last failure, for `status`.
+    pub last_error: Option<String>,
+    /// False until the first launch produced a process: a fatal error before that ends the
+    /// supervisor instead of retrying.
+    launched_once: bool,
+}
+
+/// The restart rules, from `[restart]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestartPolicy {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub stable_after: Duration,
+    pub max_failures: u32,
+    pub failure_window: Duration,
+}
+
+impl From<&RestartConfig> for RestartPolicy {
+    fn from(c: &RestartConfig) -> Self {
+        RestartPolicy {
+            initial_backoff: c.initial_backoff,
+            max_backoff: c.max_backoff,
+            stable_after: c.stable_after,
+            max_failures: c.max_failures,
+            failure_window: c.failure_window,
+        }
+    }
+}
+
+impl Machine {
+    /// A new supervisor's machine: starting, about to launch (the first action is `Launch`).
+    pub(crate) fn new(policy: RestartPolicy) -> Machine {
+        Machine {
+            phase: ServerPhase::Starting(None),
+            backoff: policy.initial_backoff,
+            policy,
+            failures: VecDeque::new(),
+            restarts: 0,
+            last_error: None,
+            launched_once: false,
+        }
+    }
+
+    /// Applies an event: the new machine and the actions to perform, or `Refused`.
+    pub(crate) fn step(&mut self, event: Event, now: Instant) -> Result<Vec<Action>, Refused> {
+        let (next, actions) = transition(self, event, now)?;
+        *self = next;
+        Ok(actions)
+    }
+}
+
+/// The transition function: pure, the table in the module docs.
+pub(crate) fn transition(
+    m: &Machine,
+    event: Event,
+    now: Instant,
+) -> Result<(Machine, Vec<Action>), Refused> {
+    use Event as E;
+    use ServerPhase as P;
+    let mut m = m.clone();
+    let refused = |m: &Machine, event: Event| Refused {
+        phase: m.phase.kind(),
+        event,
+    };
+    let actions = match (&m.phase, event) {
+        (P::Starting(None), E::Launched(launch)) => {
+            m.launched_once = true;
+            m.phase = P::Starting(Some(launch));
+            vec![]
+        }
+        (P::Starting(None), E::LaunchFailed { error, fatal }) => {
+            if fatal && !m.launched_once {
+                m.last_error = Some(error.clone());
+                m.phase = P::Failed;
+                vec![Action::Exit(Some(error))]
+            } else {
+                m.launched_once = true;
+                fail(&mut m, error, None, now)
+            }
+        }
+        (P::Starting(None), E::Stop) => {
+            m.phase = P::Stopped;
+            vec![Action::Exit(None)]
+        }
+        (P::Starting(Some(launch)), E::Ready { at }) => {
+            m.phase = P::Running {
+                launch: launch.clone(),
+                ready_at: at,
+            };
+            vec![]
+        }
+        (P::Starting(Some(_)), E::Exited(why)) => fail(&mut m, why, None, now),
+        (P::Starting(Some(launch)), E::NotReady(why)) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Fail(why),
+            };
+            vec![Action::Kill]
+        }
+        (P::Running { launch, .. }, E::Exited(why)) => {
+            let ran = now.saturating_duration_since(launch.launched_at);
+            fail(&mut m, why, Some(ran), now)
+        }
+        (P::Running { launch, .. }, E::Wedged(why)) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Fail(why),
+            };
+            vec![Action::Kill]
+        }
+        (P::Running { launch, .. }, E::IdleTimeout) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Idle,
+            };
+            vec![Action::Terminate]
+        }
+        (P::Starting(Some(launch)) | P::Running { launch, .. }, E::Stop) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Stopped,
+            };
+            vec![Action::Terminate]
+        }
+        (P::Starting(Some(launch)) | P::Running { launch, .. }, E::Restart) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Relaunch,
+            };
+            forget_failures(&mut m);
+            vec![Action::Terminate]
+        }
+        (P::Stopping { then, launch }, E::ServerStopped) => {
+            let ran = now.saturating_duration_since(launch.launched_at);
+            match then.clone() {
+                Then::Stopped => {
+                    m.phase = P::Stopped;
+                    vec![Action::Exit(None)]
+                }
+                Then::Idle => {
+                    m.phase = P::Idle;
+                    vec![
+                        Action::Log(
+                            "idle stop complete; the next client access starts the server again"
+                                .into(),
+                        ),
+                        Action::Exit(None),
+                    ]
+                }
+                Then::Relaunch => {
+                    m.phase = P::Starting(None);
+                    vec![Action::Launch]
+                }
+                Then::Fail(why) => fail(&mut m, why, Some(ran), now),
+            }
+        }
+        // A stop during any stopping wins over what was planned after it.
+        (P::Stopping { launch, .. }, E::Stop) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Stopped,
+            };
+            vec![]
+        }
+        (P::Stopping { launch, then }, E::Restart) => {
+            if !matches!(then, Then::Stopped | Then::Idle) {
+                m.phase = P::Stopping {
+                    launch: launch.clone(),
+                    then: Then::Relaunch,
+                };
+                forget_failures(&mut m);
+            }
+            vec![]
+        }
+        (P::Backoff { .. }, E::BackoffElapsed) => {
+            m.phase = P::Starting(None);
+            vec![Action::Launch]
+        }
+        (P::Backoff { .. } | P::Failed, E::Restart) => {
+            forget_failures(&mut m);
+            m.phase = P::Starting(None);
+            vec![Action::Launch]
+        }
+        (P::Backoff { .. } | P::Failed, E::Stop) => {
+            m.phase = P::Stopped;
+            vec![Action::Exit(None)]
+        }
+        (_, event) => return Err(refused(&m, event)),
+    };
+    Ok((m, actions))
+}
+
+fn forget_failures(m: &mut Machine) {
+    m.failures.clear();
+    m.backoff = m.policy.initial_backoff;
+}
+
+/// A failed launch or a server that died: back off, or give up into `failed` after
+/// `max_failures` within `failure_window`. A server that ran at least `stable_after` resets the
+/// backoff first.
+fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Vec<Action> {
+    if ran.is_some_and(|r| r >= m.policy.stable_after) {
+        m.backoff = m.policy.initial_backoff;
+    }
+    m.failures.push_back(now);
+    while m
+        .failures
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) > m.policy.failure_window)
+    {
+        m.failures.pop_front();
+    }
+    m.restarts += 1;
+    m.last_error = Some(why.clone());
+    if m.failures.len() as u32 >= m.policy.max_failures {
+        m.phase = ServerPhase::Failed;
+        return vec![Action::Log(format!(
+            "giving up after {} failures within {:?}: {why}; run `doltctl restart` to try again",
+            m.failures.len(),
+            m.policy.failure_window
+        ))];
+    }
+    let wait = m.backoff;
+    m.backoff = (m.backoff * 2).min(m.policy.max_backoff);
+    m.phase = ServerPhase::Backoff { wait };
+    vec![
+        Action::Log(format!("server failed: {why}; restarting in {wait:?}")),
+        Action::Wait(wait),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RestartPolicy {
+        RestartPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+            stable_after: Duration::from_secs(10),
+            max_failures: 3,
+            failure_window: Duration::from_secs(60),
+        }
+    }
+
+    fn launch(t: Instant) -> Launch {
+        Launch {
+            identity: ProcessIdentity {
+                pid: 4242,
+                start_time: 7,
+                cmdline: vec!["dolt".into(), "sql-server".into()],
+            },
+            launched_at: t,
+        }
+    }
+
+    fn at(p: ServerPhase) -> Machine {
+        Machine {
+            phase: p,
+            launched_once: true,
+            ..Machine::new(policy())
+        }
+    }
+
+    /// One machine in each phase (and sub-phase) the table distinguishes.
+    fn every_phase(t: Instant) -> Vec<Machine> {
+        let l = launch(t);
+        vec![
+            Machine::new(policy()),
+            at(ServerPhase::Starting(Some(l.clone()))),
+            at(ServerPhase::Running {
+                launch: l.clone(),
+                ready_at: std::time::UNIX_EPOCH,
+            }),
+            at(ServerPhase::Backoff {
+                wait: Duration::from_millis(100),
+            }),
+            at(ServerPhase::Stopping {
+                launch: l.clone(),
+                then: Then::Stopped,
+            }),
+            at(ServerPhase::Stopping {
+                launch: l.clone(),
+                then: Then::Idle,
+            }),
+            at(ServerPhase::Stopping {
+                launch: l.clone(),
+                then: Then::Relaunch,
+            }),
+            at(ServerPhase::Stopping {
+                launch: l,
+                then: Then::Fail("x".into()),
+            }),
+            at(ServerPhase::Failed),
+            at(ServerPhase::Stopped),
+            at(ServerPhase::Idle),
+        ]
+    }
+
+    fn every_event(t: Instant) -> Vec<Event> {
+        vec![
+            Event::Launched(launch(t)),
+            Event::LaunchFailed {
+                error: "e".into(),
+                fatal: false,
+            },
+            Event::LaunchFailed {
+                error: "e".into(),
+                fatal: true,
+            },
+            Event::Ready {
+                at: std::time::UNIX_EPOCH,
+            },
+            Event::NotReady("slow".into()),
+            Event::Exited("exit code 2".into()),
+            Event::Wedged("no answer".into()),
+            Event::IdleTimeout,
+            Event::ServerStopped,
+            Event::BackoffElapsed,
+            Event::Stop,
+            Event::Restart,
+        ]
+    }
+
+    fn name(m: &Machine) -> String {
+        match &m.phase {
+            ServerPhase::Starting(None) => "starting(launching)".into(),
+            ServerPhase::Starting(Some(_)) => "starting(server)".into(),
+            ServerPhase::Stopping { then, .. } => format!(
+                "stopping({})",
+                match then {
+                    Then::Stopped => "stopped",
+                    Then::Idle => "idle",
+                    Then::Relaunch => "relaunch",
+                    Then::Fail(_) => "fail",
+                }
+            ),
+            p => p.kind().to_string(),
+        }
+    }
+
+    fn ev(e: &Event) -> &'static str {
+        match e {
+            Event::Launched(_) => "launched",
+            Event::LaunchFailed { fatal: false, .. } => "launch_failed",
+            Event::LaunchFailed { fatal: true, .. } => "launch_failed_fatal",
+            Event::Ready { .. } => "ready",
+            Event::NotReady(_) => "not_ready",
+            Event::Exited(_) => "exited",
+            Event::Wedged(_) => "wedged",
+            Event::IdleTimeout => "idle",
+            Event::ServerStopped => "server_stopped",
+            Event::BackoffElapsed => "backoff_elapsed",
+            Event::Stop => "stop",
+            Event::Restart => "restart",
+        }
+    }
+
+    /// The allowed transitions: (from, event, to). Every other pair must be refused.
+    const TABLE: &[(&str, &str, &str)] = &[
+        ("starting(launching)", "launched", "starting(server)"),
+        ("starting(launching)", "launch_failed", "backoff"),
+        ("starting(launching)", "launch_failed_fatal", "failed"),
+        ("starting(launching)", "stop", "stopped"),
+        ("starting(server)", "ready", "running"),
+        ("starting(server)", "exited", "backoff"),
+        ("starting(server)", "not_ready", "stopping(fail)"),
+        ("starting(server)", "stop", "stopping(stopped)"),
+        ("starting(server)", "restart", "stopping(relaunch)"),
+        ("running", "exited", "backoff"),
+        ("running", "wedged", "stopping(fail)"),
+        ("running", "idle", "stopping(idle)"),
+        ("running", "stop", "stopping(stopped)"),
+        ("running", "restart", "stopping(relaunch)"),
+        ("stopping(stopped)", "server_stopped", "stopped"),
+        ("stopping(idle)", "server_stopped", "idle"),
+        (
+            "stopping(relaunch)",
+            "server_stopped",
+            "starting(launching)",
+        ),
+        ("stopping(fail)", "server_stopped", "backoff"),
+        ("stopping(stopped)", "stop", "stopping(stopped)"),
+        ("stopping(idle)", "stop", "stopping(stopped)"),
+        ("stopping(relaunch)", "stop", "stopping(stopped)"),
+        ("stopping(fail)", "stop", "stopping(stopped)"),
+        ("stopping(stopped)", "restart", "stopping(stopped)"),
+        ("stopping(idle)", "restart", "stopping(idle)"),
+        ("stopping(relaunch)", "restart", "stopping(relaunch)"),
+        ("stopping(fail)", "restart", "stopping(relaunch)"),
+        ("backoff", "backoff_elapsed", "starting(launching)"),
+        ("backoff", "restart", "starting(launching)"),
+        ("backoff", "stop", "stopped"),
+        ("failed", "restart", "starting(launching)"),
+        ("failed", "stop", "stopped"),
+    ];
+
+    #[test]
+    fn every_allowed_transition_goes_where_the_table_says_and_all_others_are_refused() {
+        let t = Instant::now();
+        let mut seen = 0;
+        for m in every_phase(t) {
+            for e in every_event(t) {
+                let from = name(&m);
+                let expected = TABLE
+                    .iter()
+                    .find(|(f, x, _)| *f == from && *x == ev(&e))
+                    .map(|(_, _, to)| *to);
+                match (transition(&m, e.clone(), t), expected) {
+                    (Ok((next, _)), Some(to)) => {
+                        seen += 1;
+                        assert_eq!(name(&next), to, "{from} --{}-->", ev(&e));
+                    }
+                    (Err(r), None) => {
+                        assert_eq!(r.phase, m.phase.kind());
+                        assert_eq!(r.event, e);
+                    }
+                    (Ok((next, _)), None) => {
+                        panic!("{from} --{}--> {} is not in the table", ev(&e), name(&next))
+                    }
+                    (Err(r), Some(to)) => panic!("{from} --{}--> {to} refused: {r}", ev(&e)),
+                }
+            }
+        }
+        assert_eq!(seen, TABLE.len(), "every table row was exercised once");
+    }
+
+    #[test]
+    fn a_fatal_error_before_any_launch_ends_the_supervisor_but_later_it_is_retried() {
+        let t = Instant::now();
+        let mut m = Machine::new(policy());
+        let fatal = Event::LaunchFailed {
+            error: "locked by pid 9".into(),
+            fatal: true,
+        };
+        assert_eq!(
+            m.clone().step(fatal.clone(), t).unwrap(),
+            vec![Action::Exit(Some("locked by pid 9".into()))]
+        );
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        m.step(Event::Exited("exit code 1".into()), t).unwrap();
+        m.step(Event::BackoffElapsed, t).unwrap();
+        let actions = m.step(fatal, t).unwrap();
+        assert!(matches!(m.phase, ServerPhase::Backoff { .. }), "{m:?}");
+        assert!(actions.contains(&Action::Wait(Duration::from_millis(200))));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_too_many_failures_end_in_failed() {
+        let t = Instant::now();
+        let mut m = Machine {
+            policy: RestartPolicy {
+                max_failures: 5,
+                ..policy()
+            },
+            ..Machine::new(policy())
+        };
+        let mut waits = vec![];
+        for _ in 0..4 {
+            m.step(Event::Launched(launch(t)), t).unwrap();
+            for a in m.step(Event::Exited("exit code 1".into()), t).unwrap() {
+                if let Action::Wait(d) = a {
+                    waits.push(d.as_millis());
+                }
+            }
+            m.step(Event::BackoffElapsed, t).unwrap();
+        }
+        assert_eq!(waits, vec![100, 200, 400, 400]);
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        let actions = m.step(Event::Exited("exit code 1".into()), t).unwrap();
+        assert_eq!(m.phase, ServerPhase::Failed);
+        assert_eq!(m.restarts, 5);
+        assert_eq!(m.last_error.as_deref(), Some("exit code 1"));
+        assert!(matches!(&actions[..], [Action::Log(l)] if l.contains("giving up after 5")));
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_forgotten() {
+        let t = Instant::now();
+        let mut m = Machine::new(policy());
+        for i in 0..5u64 {
+            // A minute and a bit apart: never more than one failure in the window.
+            let now = t + Duration::from_secs(61 * i);
+            m.step(Event::Launched(launch(now)), now).unwrap();
+            m.step(Event::Exited("exit code 1".into()), now).unwrap();
+            assert!(matches!(m.phase, ServerPhase::Backoff { .. }), "{m:?}");
+            m.step(Event::BackoffElapsed, now).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_server_that_stayed_up_resets_the_backoff() {
+        let t = Instant::now();
+        let mut m = Machine::new(policy());
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        m.step(Event::Exited("x".into()), t).unwrap();
+        m.step(Event::BackoffElapsed, t).unwrap();
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        m.step(
+            Event::Ready {
+                at: std::time::UNIX_EPOCH,
+            },
+            t,
+        )
+        .unwrap();
+        let later = t + Duration::from_secs(11);
+        let actions = m.step(Event::Exited("x".into()), later).unwrap();
+        assert!(actions.contains(&Action::Wait(Duration::from_millis(100))));
+    }
+
+    #[test]
+    fn restart_forgets_failures_and_relaunches_after_the_server_stopped() {
+        let t = Instant::now();
+        let mut m = Machine::new(policy());
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        m.step(Event::Exited("x".into()), t).unwrap();
+        m.step(Event::BackoffElapsed, t).unwrap();
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        assert_eq!(m.step(Event::Restart, t).unwrap(), vec![Action::Terminate]);
+        assert_eq!(
+            m.step(Event::ServerStopped, t).unwrap(),
+            vec![Action::Launch]
+        );
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        let actions = m.step(Event::Exited("x".into()), t).unwrap();
+        assert!(actions.contains(&Action::Wait(Duration::from_millis(100))));
+    }
+
+    #[test]
+    fn a_stop_during_a_wedge_kill_exits_instead_of_restarting() {
+        let t = Instant::now();
+        let mut m = Machine::new(policy());
+        m.step(Event::Launched(launch(t)), t).unwrap();
+        m.step(
+            Event::Ready {
+                at: std::time::UNIX_EPOCH,
+            },
+            t,
+        )
+        .unwrap();
+        assert_eq!(
+            m.step(Event::Wedged("w".into()), t).unwrap(),
+            vec![Action::Kill]
+        );
+        assert_eq!(m.step(Event::Stop, t).unwrap(), vec![]);
+        assert_eq!(
+            m.step(Event::ServerStopped, t).unwrap(),
+            vec![Action::Exit(None)]
+        );
+        assert_eq!(m.phase, ServerPhase::Stopped);
+    }
+
+    #[test]
+    fn only_phases_with_a_process_report_one() {
+        let t = Instant::now();
+        for m in every_phase(t) {
+            let has = matches!(
+                m.phase,
+                ServerPhase::Starting(Some(_))
+                    | ServerPhase::Running { .. }
+                    | ServerPhase::Stopping { .. }
+            );
+            assert_eq!(m.phase.server().is_some(), has, "{m:?}");
+        }
+    }
+}
