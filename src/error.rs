@@ -1,16 +1,28 @@
 //! The library's error type. Every variant carries the thing it is about (file, pid, port,
 //! database) so a message can be acted on without reading logs.
+//!
+//! Messages are complete on their own: a variant that wraps another error shows its text
+//! *and* returns it from `source()` for programs that inspect it. Print an [`Error`] with
+//! `{}`; walking the source chain as well would repeat the cause.
 
 use std::path::PathBuf;
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong, each with the file, process, port or database it is about
+/// and, where it helps, the fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    // The io error is part of the message, not a `source`: printed with its chain it would
-    // otherwise appear twice.
-    #[error("{path}: {err}")]
-    Io { path: PathBuf, err: std::io::Error },
+    /// A file or system call failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file (or the operation) that failed.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
 
     #[error("config {path}:{line}:{column}: {key}: {message}")]
     Config {
@@ -24,8 +36,14 @@ pub enum Error {
     #[error("config: {0}")]
     ConfigValue(String),
 
-    #[error("state file {path} is not valid: {message}; it is rewritten by the next `doltctl start` (move it aside if you want to keep it)")]
-    StateFile { path: PathBuf, message: String },
+    /// The state file cannot be read as one.
+    #[error("state file {} is not valid: {source}; it is rewritten by the next `doltctl start` (move it aside if you want to keep it)", .path.display())]
+    StateFile {
+        /// The state file.
+        path: PathBuf,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
 
     #[error("dolt binary not found ({tried}); run scripts/install-dolt.sh, or set DOLT_BIN or [server] dolt_bin")]
     DoltNotFound { tried: String },
@@ -178,7 +196,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            err,
+            source: err,
         }
     }
 }

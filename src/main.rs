@@ -173,7 +173,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("doltctl: {:#}", anyhow::Error::from(e));
+            eprintln!("doltctl: {e}");
             ExitCode::FAILURE
         }
     }

@@ -145,17 +145,17 @@ impl State {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| Error::StateFile {
+            .map_err(|source| Error::StateFile {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                source,
             })
     }
 
     /// Writes the state file atomically.
     pub(crate) fn write(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::StateFile {
+        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::StateFile {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         write_atomic(path, &json)
     }
