@@ -24,15 +24,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A config file has a wrong key or value.
     #[error("config {path}:{line}:{column}: {key}: {message}")]
     Config {
+        /// The config file.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// The key, dotted (`server.port`).
         key: String,
+        /// What is wrong.
         message: String,
     },
 
+    /// A setting (from a file, a flag or the environment) is not usable.
     #[error("config: {0}")]
     ConfigValue(String),
 
@@ -45,95 +52,161 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// No dolt binary was found.
     #[error("dolt binary not found ({tried}); run scripts/install-dolt.sh, or set DOLT_BIN or [server] dolt_bin")]
-    DoltNotFound { tried: String },
+    DoltNotFound {
+        /// Where doltctl looked.
+        tried: String,
+    },
 
+    /// The dolt binary could not be run, or answered nonsense.
     #[error("{bin}: {message}")]
-    DoltBinary { bin: PathBuf, message: String },
+    DoltBinary {
+        /// The binary.
+        bin: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 
+    /// A process doltctl did not start holds a database's lock.
     #[error(
         "database {database:?} is locked by another process: pid {pid} ({cmdline}) holds {lock}; \
          doltctl never touches processes it did not start: stop that process, or point doltctl at another data dir"
     )]
     LockedByForeign {
+        /// The database.
         database: String,
+        /// Its LOCK file.
         lock: PathBuf,
+        /// The holder.
         pid: i32,
+        /// The holder's command line.
         cmdline: String,
     },
 
+    /// A database's lock is held by a process that cannot be seen.
     #[error(
         "database {database:?} is locked ({lock}) by a process doltctl cannot identify \
          (not visible in /proc/locks); stop the other dolt process using this data dir"
     )]
-    LockedByUnknown { database: String, lock: PathBuf },
+    LockedByUnknown {
+        /// The database.
+        database: String,
+        /// Its LOCK file.
+        lock: PathBuf,
+    },
 
+    /// A dolt sql-server doltctl did not start serves the data dir.
     #[error("a dolt sql-server not started by doltctl is running on {data_dir} (pid {pid}: {cmdline}); stop it first")]
     ForeignServer {
+        /// The data dir.
         data_dir: PathBuf,
+        /// The server's pid.
         pid: i32,
+        /// Its command line.
         cmdline: String,
     },
 
+    /// The configured port is taken.
     #[error("port {host}:{port} is already in use{}; choose another [server] port or stop that process", holder_text(.holder))]
     PortInUse {
+        /// The host.
         host: String,
+        /// The port.
         port: u16,
+        /// Who listens there (pid, command line), when it can be seen.
         holder: Option<(i32, String)>,
     },
 
+    /// A supervisor already runs for the data dir.
     #[error("another doltctl supervisor{} is already running for {data_dir}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
-    AlreadyRunning { data_dir: PathBuf, pid: Option<i32> },
+    AlreadyRunning {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The running supervisor, when known.
+        pid: Option<i32>,
+    },
 
+    /// Something did not happen in time.
     #[error("timed out after {waited:?} waiting for {what}")]
     Timeout {
+        /// What was waited for.
         what: String,
+        /// How long.
         waited: std::time::Duration,
     },
 
+    /// The server exited while starting.
     #[error("dolt sql-server exited before it was ready ({status}){}", tail_text(.log_tail))]
     ExitedBeforeReady {
+        /// How it exited.
         status: String,
+        /// Its first error lines and last lines.
         log_tail: Vec<String>,
     },
 
+    /// The server did not answer `SELECT 1` in time.
     #[error("dolt sql-server did not become ready within {waited:?} on {host}:{port}: {last_error}{}", tail_text(.log_tail))]
     NotReady {
+        /// The host probed.
         host: String,
+        /// The port probed.
         port: u16,
+        /// How long.
         waited: std::time::Duration,
+        /// The last probe's error.
         last_error: String,
+        /// The server log's relevant lines.
         log_tail: Vec<String>,
     },
 
+    /// The supervisor gave up on the server (`failed`).
     #[error("the server is in state {state}: {}{}", .last_error.as_deref().unwrap_or("no error recorded"), tail_text(.log_tail))]
     ServerFailed {
+        /// The phase.
         state: String,
+        /// Why.
         last_error: Option<String>,
+        /// The server log's relevant lines.
         log_tail: Vec<String>,
     },
 
+    /// No server runs for the data dir.
     #[error("no doltctl server is running for {data_dir}; start one with `doltctl start`")]
-    NotRunning { data_dir: PathBuf },
+    NotRunning {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
 
+    /// A supervisor started for a client exited before its server was ready.
     #[error("supervisor for {data_dir} exited during start ({status}){}", .last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
     SupervisorExited {
+        /// The data dir.
         data_dir: PathBuf,
+        /// How it exited.
         status: String,
+        /// What it recorded or logged last.
         last_error: Option<String>,
     },
 
+    /// No server runs and auto-start is off.
     #[error(
         "no doltctl server is running for {data_dir} and auto-start is off \
          ([client] autostart = false or DOLTCTL_AUTOSTART=0); start it with `doltctl start`"
     )]
-    AutostartOff { data_dir: PathBuf },
+    AutostartOff {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
 
+    /// A statement or connection failed (after retries, for transient errors).
     #[error("{}{message} (server {target}, {attempts} attempt{})",
         if *.transient { "gave up on a transient error: " } else { "" },
         if *.attempts == 1 { "" } else { "s" })]
     Sql {
+        /// The server tried (`host:port`).
         target: String,
+        /// Attempts made.
         attempts: u32,
         /// True when every attempt failed with a retryable error and the retries ran out.
         transient: bool,
@@ -143,38 +216,69 @@ pub enum Error {
         code: Option<u16>,
     },
 
+    /// A write was attempted on a read-only server.
     #[error(
         "the doltctl server for {data_dir} is read-only ([server] read_only or start --read-only): {detail}; \
          restart it without read-only to write"
     )]
-    ServerReadOnly { data_dir: PathBuf, detail: String },
+    ServerReadOnly {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// What was refused.
+        detail: String,
+    },
 
+    /// A read-only start found a writable server running.
     #[error(
         "a writable server is already running for {} ({url}); stop it (`doltctl stop`) \
          and start again with --read-only", .data_dir.display()
     )]
-    WritableServerRunning { data_dir: PathBuf, url: String },
+    WritableServerRunning {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The running server's URL.
+        url: String,
+    },
 
+    /// No program to run a supervisor with.
     #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .) or set DOLTCTL_BIN")]
     DoltctlNotFound,
 
+    /// A host name does not resolve.
     #[error("cannot resolve host {host:?}; set [server] host to an address such as 127.0.0.1")]
-    Resolve { host: String },
+    Resolve {
+        /// The host.
+        host: String,
+    },
 
+    /// A process could not be checked or signalled.
     #[error("process {pid}: {message}")]
-    Process { pid: i32, message: String },
+    Process {
+        /// The process.
+        pid: i32,
+        /// What went wrong.
+        message: String,
+    },
 
     /// A file doltctl loads (an import, a seed): which file, which 1-based line, what is wrong.
     #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
     Import {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line, when one is at fault.
         line: Option<usize>,
+        /// What is wrong.
         message: String,
     },
 
     /// `dolt init` (or another dolt command doltctl runs for the user) failed.
     #[error("{what} failed: {message}")]
-    DoltCommand { what: String, message: String },
+    DoltCommand {
+        /// The command.
+        what: String,
+        /// Its error output.
+        message: String,
+    },
 }
 
 fn holder_text(holder: &Option<(i32, String)>) -> String {

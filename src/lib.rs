@@ -13,9 +13,9 @@
 //! ```
 //!
 //! The crate is layered, each layer using only those before it (see ARCHITECTURE.md):
-//! system access, [`config`], the dolt server, the [`lifecycle`] (state machine, supervisor,
-//! [`control`] operations), [`client`], then features ([`bootstrap`], [`import`], doctor) and
-//! the command line ([`cli`]).
+//! system access, [`config`], the dolt server, the lifecycle (state machine, supervisor, the
+//! [`control`] operations), [`client`], then the features (init, import, doctor) and the
+//! command line.
 
 mod error;
 mod sys;
@@ -23,13 +23,13 @@ mod sys;
 pub mod config;
 mod server;
 
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 
 pub mod client;
 
-pub mod bootstrap;
+pub(crate) mod bootstrap;
 pub(crate) mod doctor;
-pub mod import;
+pub(crate) mod import;
 
 #[doc(hidden)]
 pub mod cli;

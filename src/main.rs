@@ -134,9 +134,9 @@ enum Op {
         table: Option<String>,
         /// sql, csv or jsonl (default: from the extension).
         #[arg(long)]
-        format: Option<doltctl::import::Format>,
+        format: Option<doltctl::config::Format>,
         /// Rows per INSERT.
-        #[arg(long, default_value_t = doltctl::import::DEFAULT_BATCH, value_name = "N")]
+        #[arg(long, default_value_t = cli::DEFAULT_IMPORT_BATCH, value_name = "N")]
         batch: usize,
         /// Also make a Dolt commit with this message, in the same transaction.
         #[arg(long, value_name = "MSG")]

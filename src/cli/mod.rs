@@ -39,6 +39,9 @@ pub enum EnvFormat {
     Json,
 }
 
+/// Rows per INSERT that `import` uses unless told otherwise.
+pub const DEFAULT_IMPORT_BATCH: usize = crate::import::DEFAULT_BATCH;
+
 /// Which lines `logs` prints.
 pub use crate::server::log::Filter as LogFilter;
 

@@ -86,7 +86,6 @@ pub struct Summary {
     pub path: PathBuf,
     pub db: String,
     pub table: Option<String>,
-    pub format: Format,
     /// Rows inserted (CSV/JSONL) or rows affected (SQL).
     pub rows: u64,
     /// Statements run from a SQL file.
@@ -427,7 +426,6 @@ async fn attempt(conn: &mut Conn, job: &Job, sh: &Shared) -> Attempt {
         path: job.spec.path.clone(),
         db: job.spec.db.clone(),
         table: job.table.clone(),
-        format: job.format,
         rows,
         statements,
         elapsed: Duration::ZERO,

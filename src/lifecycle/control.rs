@@ -13,16 +13,19 @@ use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::lifecycle::start_lock::lock_start;
-pub use crate::lifecycle::start_lock::StartLock;
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::log as logs;
 
 /// What `status` sees: the state file (if any) and whether its processes are really alive.
 #[derive(Debug, Clone)]
 pub struct Status {
+    /// The instance's files.
     pub instance: Instance,
+    /// The state file, if there is one.
     pub state: Option<State>,
+    /// The supervisor it records is still that process.
     pub supervisor_alive: bool,
+    /// The server it records is still that process.
     pub server_alive: bool,
 }
 

@@ -10,14 +10,21 @@ use crate::error::{Error, Result};
 use crate::sys::atomic::write_atomic;
 use crate::sys::process::ProcessIdentity;
 
+/// A phase of the server's life, by name (see the state machine in ARCHITECTURE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// Launching, or waiting for the server to answer `SELECT 1`.
     Starting,
+    /// Ready for clients.
     Running,
+    /// Waiting before the next launch after a failure.
     Backoff,
+    /// Stopping the server.
     Stopping,
+    /// Stopped on request.
     Stopped,
+    /// Too many failures; `doltctl restart` tries again.
     Failed,
     /// Stopped by the supervisor after `idle_timeout` without clients.
     Idle,
