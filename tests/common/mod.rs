@@ -272,12 +272,11 @@ max_missed = 3
 pub fn processes_mentioning(dir: &Path) -> Vec<ProcessIdentity> {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return vec![];
     };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    all.flatten()
+        .map(|p| p.pid())
         .filter(|pid| *pid != me)
         .filter_map(ProcessIdentity::of)
         .filter(|p| p.cmdline.iter().any(|a| a.contains(&needle)))
