@@ -267,7 +267,12 @@ mod tests {
         let pid = child.id() as i32;
         let id = wait_for_exec(pid, "sh").await;
         // Signal only once the shell has installed its trap (SigIgn bit 15).
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !ignores_sigterm(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "shell {pid} did not ignore SIGTERM within 10s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let t0 = Instant::now();
@@ -277,8 +282,16 @@ mod tests {
             "SIGTERM alone ended it"
         );
         child.wait().unwrap();
-        // The grandchild in the group is gone too.
-        assert!(!group_has_members(pid));
+        // The grandchild in the group is gone too (it got the same SIGKILL; its exit may lag
+        // the shell's by a moment).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_has_members(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process group {pid} still has live members 5s after SIGKILL"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A fake child that exits at once: terminate() of a process already gone is a no-op.
@@ -306,12 +319,17 @@ mod tests {
     }
 
     async fn wait_for_exec(pid: i32, first: &str) -> ProcessIdentity {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(id) = ProcessIdentity::of(pid) {
                 if id.cmdline.first().is_some_and(|a| a == first) {
                     return id;
                 }
             }
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} did not show command {first:?} within 10s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
