@@ -145,6 +145,14 @@ mod tests {
         assert_eq!(listening_inodes(&table, 8080), vec![55555]);
     }
 
+    /// Clients keep a data dir's URL across doltctl versions only if its preferred port
+    /// stays the same.
+    #[test]
+    fn preferred_port_is_pinned() {
+        let inst = Instance::new(std::path::Path::new("/nonexistent/doltctl/db"));
+        assert_eq!(preferred_port(&inst), 28955);
+    }
+
     #[test]
     fn fixed_port_in_use_names_holder() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
