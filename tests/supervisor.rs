@@ -223,6 +223,23 @@ fn fixed_port_taken_by_a_foreign_listener_is_refused_with_the_holder() {
     assert!(env.dolt_servers().is_empty());
 }
 
+/// The test harness hands out each port once, and keeps it reserved against other test
+/// processes (an flock per port, which another open of the file cannot take either).
+#[test]
+fn test_ports_are_reserved_once() {
+    use nix::fcntl::{Flock, FlockArg};
+    let ports: Vec<u16> = (0..20).map(|_| free_port()).collect();
+    for (i, p) in ports.iter().enumerate() {
+        assert!((10_000..20_000).contains(p), "{p}");
+        assert!(!ports[..i].contains(p), "port {p} handed out twice");
+        let f = std::fs::File::open(port_reservations().join(p.to_string())).unwrap();
+        assert!(
+            Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
+            "port {p} is not reserved"
+        );
+    }
+}
+
 #[test]
 fn auto_port_avoids_a_taken_preferred_port() {
     let env = TestEnv::new();

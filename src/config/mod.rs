@@ -316,6 +316,9 @@ impl<'de> Deserialize<'de> for PortSetting {
     }
 }
 
+/// Durations are parsed by `humantime` (the parser `humantime-serde` wraps). `humantime-serde`
+/// itself is not used: its error, `invalid value: string "soon", expected a duration`, drops
+/// humantime's reason and the examples of [`parse_duration`]'s message.
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
@@ -340,26 +343,24 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"100ms\", \"30s\", \"5m\""))
 }
 
-/// Parses sizes such as `50MiB`, `10MB`, `4096` (bytes).
+/// Parses sizes such as `50MiB`, `10MB`, `4096` (bytes), with `bytesize`: decimal (`k`, `KB`,
+/// `MB`, ...) and binary (`KiB`, `MiB`, ...) units in any case, a space before the unit allowed.
+/// Everything accepted before bytesize means the same; bytesize adds `Ki`/`Mi`/`Gi` and the
+/// T, P and E units (so `1e` is an exabyte, not an error).
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("invalid size {s:?}; write e.g. \"50MiB\", \"10MB\" or a number of bytes");
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(bad()),
+    // bytesize wants a unit after a fractional number ("1.5" alone is an error); a bare number
+    // has always meant bytes here.
+    let t = if t.ends_with(|c: char| c.is_ascii_digit() || c == '.') {
+        format!("{t}B")
+    } else {
+        t.to_string()
     };
-    Ok((n * mult as f64) as u64)
+    t.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| {
+            format!("invalid size {s:?}; write e.g. \"50MiB\", \"10MB\" or a number of bytes")
+        })
 }
 
 /// Where to look for a config, in precedence order.
@@ -643,5 +644,58 @@ keep = 2
         assert_eq!(parse_size("10 MB").unwrap(), 10_000_000);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
+    }
+
+    /// Every form doltctl accepted before sizes were parsed with bytesize still means the same.
+    #[test]
+    fn sizes_keep_their_meaning() {
+        for (text, bytes) in [
+            ("8KiB", 8 << 10),
+            (" 10 MB ", 10_000_000),
+            ("1.5KiB", 1536),
+            ("1.5", 1),
+            ("4096.", 4096),
+            (".5 mib", 1 << 19),
+            ("2k", 2000),
+            ("2kb", 2000),
+            ("3M", 3_000_000),
+            ("1G", 1_000_000_000),
+            ("1gib", 1 << 30),
+            ("7b", 7),
+            ("7 B", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text:?}");
+        }
+        for bad in ["", "MiB", "-1", "1.5.5", "10 XB", "1e3", "5 MiBs"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.starts_with("invalid size"), "{bad:?}: {err}");
+        }
+        let c = parse("[logs]\nmax_size = 8192\n").unwrap();
+        assert_eq!(c.logs.max_size, 8192);
+    }
+
+    #[test]
+    fn bad_size_names_key_and_line() {
+        let err = parse("[logs]\n\nmax_size = \"lots\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/x/doltctl.toml:3:"), "{msg}");
+        assert!(msg.contains("logs.max_size"), "{msg}");
+        assert!(msg.contains("invalid size \"lots\""), "{msg}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        for (text, d) in [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            (" 5m ", Duration::from_secs(300)),
+            ("1m 30s", Duration::from_secs(90)),
+            ("0s", Duration::ZERO),
+        ] {
+            assert_eq!(parse_duration(text), Ok(d), "{text:?}");
+        }
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .starts_with("invalid duration \"soon\""));
     }
 }

@@ -278,14 +278,7 @@ impl DoltChild {
     /// cannot be reused while any member lives, so it is signalled only if /proc shows one.
     pub fn kill_leftovers(&self) {
         let pgid = self.pid();
-        let members = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(crate::sys::process::ProcStat::read)
-            .any(|s| s.pgrp == pgid && s.state != 'Z');
-        if members {
+        if crate::sys::process::group_has_members(pgid) {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pgid),
                 nix::sys::signal::Signal::SIGKILL,

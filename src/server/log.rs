@@ -346,76 +346,112 @@ pub fn follow(
 mod tests {
     use super::*;
 
+    /// The follower's output, shared with the test, with the number of the last `line N` it
+    /// printed so a writer can wait for it.
     #[derive(Clone, Default)]
-    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+    struct Shared(std::sync::Arc<(Mutex<Output>, std::sync::Condvar)>);
+
+    #[derive(Default)]
+    struct Output {
+        bytes: Vec<u8>,
+        /// How far `bytes` has been scanned for complete lines.
+        scanned: usize,
+        last: Option<u32>,
+    }
+
     impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            let (lock, cv) = &*self.0;
+            let mut o = lock.lock().unwrap();
+            o.bytes.extend_from_slice(b);
+            while let Some(n) = o.bytes[o.scanned..].iter().position(|c| *c == b'\n') {
+                let line = String::from_utf8_lossy(&o.bytes[o.scanned..o.scanned + n]);
+                if let Some((_, num)) = line.rsplit_once("line ") {
+                    o.last = num.parse().ok().or(o.last);
+                }
+                o.scanned += n + 1;
+            }
+            cv.notify_all();
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
+
     impl Shared {
         fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+            String::from_utf8_lossy(&self.0 .0.lock().unwrap().bytes).into_owned()
+        }
+
+        fn last(&self) -> Option<u32> {
+            self.0 .0.lock().unwrap().last
+        }
+
+        /// Waits until the follower printed `line n` (or a later one).
+        fn wait_for(&self, n: u32, deadline: std::time::Instant) {
+            let (lock, cv) = &*self.0;
+            let mut o = lock.lock().unwrap();
+            while o.last.is_none_or(|l| l < n) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                assert!(
+                    !left.is_zero(),
+                    "follower stuck at {:?}, waiting for line {n}",
+                    o.last
+                );
+                o = cv.wait_timeout(o, left).unwrap().0;
+            }
         }
     }
 
+    /// A writer rotating fast, never more than `AHEAD` lines (about 1.5 files) ahead of the
+    /// follower: the follower then always has rotated files to catch up through, and the file
+    /// it reads is never rotated away (that takes 3 more rotations), so no line may be lost
+    /// however the two threads are scheduled. The follower stops once it printed the last line
+    /// (or at a deadline, and the test then reports what it lost).
     #[test]
     fn follow_across_fast_rotation_loses_no_line_and_keeps_order() {
-        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
         use std::sync::Arc;
+        use std::time::Instant;
+        const LINES: u32 = 3000;
+        const AHEAD: u32 = 300;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("server.log");
-        // 3 x 16 KiB kept: what the follower must read before it is rotated away.
+        // 3 x 16 KiB kept: what the follower must read before it is rotated away. One line
+        // pair below is 84 bytes, so a file holds about 195 pairs.
         let log = Arc::new(ServerLog::open(&p, 16 * 1024, 3).unwrap());
         let out = Shared::default();
-        let done = Arc::new(AtomicBool::new(false));
-        let checks = Arc::new(AtomicU32::new(0));
+        let deadline = Instant::now() + Duration::from_secs(60);
         let follower = {
-            let (p, out, done, checks) = (p.clone(), out.clone(), done.clone(), checks.clone());
+            let (p, out) = (p.clone(), out.clone());
+            let seen = out.clone();
             std::thread::spawn(move || {
-                // Stop only on the check after the one that first saw `done`: by then every
-                // line was written before the last drain.
                 follow(&p, 3, Filter::Server, out, move || {
-                    if done.load(Ordering::SeqCst) {
-                        checks.fetch_add(1, Ordering::SeqCst) >= 1
-                    } else {
-                        false
-                    }
+                    seen.last() == Some(LINES - 1) || Instant::now() > deadline
                 })
                 .unwrap()
             })
         };
         // The follower starts at the end of the file: wait until it sees lines.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !out.text().contains("ping") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "follower never started"
-            );
+            assert!(Instant::now() < deadline, "follower never started");
             log.line(Source::Dolt, "ping");
             std::thread::sleep(Duration::from_millis(5));
         }
-        for i in 0..3000 {
+        for i in 0..LINES {
+            if i >= AHEAD {
+                out.wait_for(i - AHEAD, deadline);
+            }
             log.line(Source::Dolt, &format!("line {i:05}"));
             log.line(Source::Supervisor, "event");
-            if i % 10 == 0 {
-                // A heavy but not unbounded writer: the follower keeps up as long as it reads
-                // faster than the retained files are rotated away.
-                std::thread::sleep(Duration::from_millis(2));
-            }
         }
-        done.store(true, Ordering::SeqCst);
         follower.join().unwrap();
         let text = out.text();
         let nums: Vec<u32> = text
             .lines()
             .filter_map(|l| l.rsplit_once("line ").map(|(_, n)| n.parse().unwrap()))
             .collect();
-        let missing: Vec<u32> = (0..3000).filter(|n| !nums.contains(n)).take(5).collect();
+        let missing: Vec<u32> = (0..LINES).filter(|n| !nums.contains(n)).take(5).collect();
         assert!(missing.is_empty(), "lost lines, first: {missing:?}");
         assert!(
             nums.windows(2).all(|w| w[0] + 1 == w[1]),

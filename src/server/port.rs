@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 
+use procfs::net::{TcpNetEntry, TcpState};
+
 use crate::config::instance::Instance;
 use crate::config::PortSetting;
 use crate::error::{Error, Result};
@@ -74,51 +76,32 @@ pub fn choose(
 /// Who listens on a TCP port: (pid, command line), found through the socket's inode in
 /// `/proc/net/tcp{,6}` and the processes' fd tables. `None` if it cannot be seen.
 pub fn holder(port: u16) -> Option<(i32, String)> {
-    let inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .flat_map(|t| listening_inodes(&t, port))
+    let inodes: Vec<u64> = [procfs::net::tcp(), procfs::net::tcp6()]
+        .into_iter()
+        .flatten()
+        .flat_map(|table| listening_inodes(&table, port))
         .collect();
     if inodes.is_empty() {
         return None;
     }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let t = target.to_string_lossy();
-            if let Some(ino) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
-                if ino.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
-                    return Some((pid, procinfo::describe(pid)));
-                }
-            }
+    for p in procfs::process::all_processes().ok()?.flatten() {
+        let Ok(fds) = p.fd() else { continue };
+        let listens = fds.flatten().any(|fd| {
+            matches!(fd.target, procfs::process::FDTarget::Socket(ino) if inodes.contains(&ino))
+        });
+        if listens {
+            return Some((p.pid(), procinfo::describe(p.pid())));
         }
     }
     None
 }
 
-/// Inodes of sockets in state LISTEN (0A) on `port` in a `/proc/net/tcp` table.
-fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+/// Inodes of sockets in state LISTEN on `port` in a `/proc/net/tcp` table.
+fn listening_inodes(table: &[TcpNetEntry], port: u16) -> Vec<u64> {
     table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local = f.get(1)?;
-            let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (p == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
-        })
+        .iter()
+        .filter(|e| e.local_address.port() == port && e.state == TcpState::Listen)
+        .map(|e| e.inode)
         .collect()
 }
 
@@ -149,11 +132,25 @@ mod tests {
     }
 
     #[test]
-    fn parses_proc_net_tcp() {
+    fn finds_listening_inodes_in_proc_net_tcp() {
+        use procfs::FromBufReadSI;
         let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
                  0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 55555 1\n\
-                 1: 0100007F:1F90 0100007F:AAAA 01 00000000:00000000 00:00000000 00000000     0        0 66666 1\n";
-        assert_eq!(listening_inodes(t, 8080), vec![55555]);
+                 1: 0100007F:1F90 0100007F:AAAA 01 00000000:00000000 00:00000000 00000000     0        0 66666 1\n\
+                 2: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77777 1\n";
+        let table =
+            procfs::net::TcpNetEntries::from_buf_read(t.as_bytes(), procfs::current_system_info())
+                .unwrap()
+                .0;
+        assert_eq!(listening_inodes(&table, 8080), vec![55555]);
+    }
+
+    /// Clients keep a data dir's URL across doltctl versions only if its preferred port
+    /// stays the same.
+    #[test]
+    fn preferred_port_is_pinned() {
+        let inst = Instance::new(std::path::Path::new("/nonexistent/doltctl/db"));
+        assert_eq!(preferred_port(&inst), 28955);
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub fn serves_data_dir(pid: i32, instance: &Instance) -> bool {
     }
     let same =
         |p: &std::path::Path| std::fs::canonicalize(p).is_ok_and(|p| p == instance.data_dir());
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let cwd = procinfo::cwd(pid);
     let arg = cmd
         .iter()
         .position(|a| a == "--data-dir")

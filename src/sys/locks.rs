@@ -149,35 +149,25 @@ pub fn try_flock(path: &Path) -> Result<Option<Flock<File>>> {
 
 /// Finds the pid holding a FLOCK on (dev, ino) in `/proc/locks`.
 pub fn holder_pid(dev: u64, ino: u64) -> Option<i32> {
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let locks = procfs::locks().ok()?;
     let major = nix::sys::stat::major(dev);
     let minor = nix::sys::stat::minor(dev);
-    parse_proc_locks(&text, major, minor, ino)
+    flock_holder(&locks, major, minor, ino)
 }
 
-/// `/proc/locks` rows: `1: FLOCK  ADVISORY  WRITE 12345 fd:01:1234567 0 EOF`; rows with `->`
-/// are waiters, not holders. Device numbers are printed in hex.
-fn parse_proc_locks(text: &str, major: u64, minor: u64, ino: u64) -> Option<i32> {
-    for line in text.lines() {
-        if line.contains("->") {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[1] != "FLOCK" {
-            continue;
-        }
-        let mut id = f[5].split(':');
-        let (Some(ma), Some(mi), Some(i)) = (id.next(), id.next(), id.next()) else {
-            continue;
-        };
-        let same = u64::from_str_radix(ma, 16).ok() == Some(major)
-            && u64::from_str_radix(mi, 16).ok() == Some(minor)
-            && i.parse::<u64>().ok() == Some(ino);
-        if same {
-            return f[4].parse().ok();
-        }
-    }
-    None
+/// The first FLOCK row on the file. `procfs` drops the `->` that marks a blocked waiter, but
+/// the kernel prints each waiter right after the lock it waits for, so the first row on a
+/// file is always one that holds it.
+fn flock_holder(locks: &[procfs::Lock], major: u64, minor: u64, ino: u64) -> Option<i32> {
+    locks
+        .iter()
+        .find(|l| {
+            l.lock_type == procfs::LockType::FLock
+                && u64::from(l.devmaj) == major
+                && u64::from(l.devmin) == minor
+                && l.inode == ino
+        })
+        .and_then(|l| l.pid)
 }
 
 #[cfg(test)]
@@ -185,12 +175,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_locks_rows() {
+    fn finds_the_flock_holder_not_a_waiter() {
+        use procfs::FromBufRead;
         let text = "1: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n\
                     2: FLOCK  ADVISORY  WRITE 4242 fd:01:777 0 EOF\n\
-                    2: -> FLOCK  ADVISORY  WRITE 5555 fd:01:777 0 EOF\n";
-        assert_eq!(parse_proc_locks(text, 0xfd, 1, 777), Some(4242));
-        assert_eq!(parse_proc_locks(text, 0xfd, 1, 778), None);
+                    2: -> FLOCK  ADVISORY  WRITE 5555 fd:01:777 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 6666 fd:01:778 0 EOF\n";
+        let locks = procfs::Locks::from_buf_read(text.as_bytes()).unwrap().0;
+        assert_eq!(flock_holder(&locks, 0xfd, 1, 777), Some(4242));
+        assert_eq!(flock_holder(&locks, 0xfd, 1, 778), Some(6666));
+        assert_eq!(flock_holder(&locks, 0xfd, 1, 779), None);
+    }
+
+    /// A second process blocked in flock() on a held LOCK file shows up as a waiter; the holder
+    /// is still the one named.
+    #[test]
+    fn a_blocked_waiter_is_not_named_as_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("LOCK");
+        std::fs::write(&lock, "").unwrap();
+        let held = Flock::lock(File::open(&lock).unwrap(), FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let mut waiter = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["-c", "true"])
+            .spawn()
+            .unwrap();
+        let meta = std::fs::metadata(&lock).unwrap();
+        let (major, minor) = (
+            nix::sys::stat::major(meta.dev()),
+            nix::sys::stat::minor(meta.dev()),
+        );
+        let on_file = |l: &procfs::Lock| {
+            l.lock_type == procfs::LockType::FLock
+                && u64::from(l.devmaj) == major
+                && u64::from(l.devmin) == minor
+                && l.inode == meta.ino()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while procfs::locks()
+            .unwrap()
+            .iter()
+            .filter(|l| on_file(l))
+            .count()
+            < 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flock(1) did not start waiting on {} within 10s",
+                lock.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            holder_pid(meta.dev(), meta.ino()),
+            Some(std::process::id() as i32)
+        );
+        drop(held);
+        assert!(waiter.wait().unwrap().success());
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! Process identity from `/proc`: a pid alone is never trusted, because pids are reused.
 //! A recorded process is "the same" only if it is alive (not a zombie), its start time matches
 //! and its command line is the recorded one. Only then may doltctl signal it.
+//!
+//! `/proc` is read through the `procfs` crate. Each process is opened once (a directory handle
+//! on `/proc/PID`), and every file of one identity is read through that handle, so a pid reused
+//! between two reads cannot mix two processes. One piece stays hand-written: the command line
+//! is read through that handle but decoded here, lossily, because `Process::cmdline()` rejects
+//! an argv that is not UTF-8, which would make such a process look gone or unknown.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
+use procfs::process::Process;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -29,26 +37,35 @@ pub struct ProcStat {
 
 impl ProcStat {
     pub fn read(pid: i32) -> Option<ProcStat> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        parse_stat(&text)
+        ProcStat::of(&Process::new(pid).ok()?)
+    }
+
+    fn of(p: &Process) -> Option<ProcStat> {
+        let s = p.stat().ok()?;
+        Some(ProcStat {
+            state: s.state,
+            pgrp: s.pgrp,
+            start_time: s.starttime,
+        })
+    }
+
+    /// Zombies (`Z`) and dead tasks (`X`) are not alive, although `kill(pid, 0)` says so.
+    fn is_live(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
     }
 }
 
-/// Parses `/proc/PID/stat`. The command name sits in parentheses and may itself contain
-/// spaces and parentheses, so fields are counted from the last `)`.
-fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // f[0] is field 3 (state); field N is f[N - 3].
-    Some(ProcStat {
-        state: f.first()?.chars().next()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        start_time: f.get(19)?.parse().ok()?,
-    })
+pub fn cmdline(pid: i32) -> Option<Vec<String>> {
+    read_cmdline(&Process::new(pid).ok()?)
 }
 
-pub fn cmdline(pid: i32) -> Option<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+/// The NUL-separated argv, decoded lossily; empty arguments are dropped (as `procfs` does).
+fn read_cmdline(p: &Process) -> Option<Vec<String>> {
+    let mut raw = Vec::new();
+    p.open_relative("cmdline")
+        .ok()?
+        .read_to_end(&mut raw)
+        .ok()?;
     Some(
         raw.split(|b| *b == 0)
             .filter(|s| !s.is_empty())
@@ -59,7 +76,22 @@ pub fn cmdline(pid: i32) -> Option<Vec<String>> {
 
 /// A live process: exists and is not a zombie (`kill(pid, 0)` says zombies are alive).
 pub fn is_alive(pid: i32) -> bool {
-    matches!(ProcStat::read(pid), Some(s) if s.state != 'Z' && s.state != 'X')
+    ProcStat::read(pid).is_some_and(|s| s.is_live())
+}
+
+/// True if a live (non-zombie) process is a member of process group `pgid`.
+pub fn group_has_members(pgid: i32) -> bool {
+    let Ok(all) = procfs::process::all_processes() else {
+        return false;
+    };
+    all.flatten()
+        .filter_map(|p| ProcStat::of(&p))
+        .any(|s| s.pgrp == pgid && s.is_live())
+}
+
+/// The working directory of a process (`/proc/PID/cwd`), when it may be read.
+pub fn cwd(pid: i32) -> Option<PathBuf> {
+    Process::new(pid).ok()?.cwd().ok()
 }
 
 pub fn describe(pid: i32) -> String {
@@ -72,14 +104,12 @@ pub fn describe(pid: i32) -> String {
 impl ProcessIdentity {
     /// Reads the identity of a live process now.
     pub fn of(pid: i32) -> Option<ProcessIdentity> {
-        let stat = ProcStat::read(pid)?;
-        if stat.state == 'Z' || stat.state == 'X' {
-            return None;
-        }
+        let p = Process::new(pid).ok()?;
+        let stat = ProcStat::of(&p).filter(ProcStat::is_live)?;
         Some(ProcessIdentity {
             pid,
             start_time: stat.start_time,
-            cmdline: cmdline(pid)?,
+            cmdline: read_cmdline(&p)?,
         })
     }
 
@@ -182,14 +212,34 @@ pub fn is_dolt_server(cmd: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    /// The command name in `/proc/PID/stat` sits in parentheses and may itself contain spaces
+    /// and parentheses: a process that renamed itself so is still read correctly.
     #[test]
-    fn parse_stat_handles_parens_in_name() {
-        let s =
-            "123 (we (ird) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        let p = parse_stat(s).unwrap();
-        assert_eq!(p.state, 'S');
-        assert_eq!(p.pgrp, 123);
-        assert_eq!(p.start_time, 98765);
+    fn stat_of_a_process_with_parens_in_its_name_is_read() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf 'we (ird) name' > /proc/self/comm; sleep 30 & wait",
+            ])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Process::new(pid).and_then(|p| p.stat()).unwrap().comm != "we (ird) name" {
+            assert!(
+                Instant::now() < deadline,
+                "child {pid} did not rename itself within 10s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stat = ProcStat::read(pid).unwrap();
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = child.wait();
+        assert_eq!(stat.pgrp, pid);
+        assert!(stat.is_live(), "{stat:?}");
+        assert!(stat.start_time > 0, "{stat:?}");
     }
 
     #[test]
@@ -217,24 +267,31 @@ mod tests {
         let pid = child.id() as i32;
         let id = wait_for_exec(pid, "sh").await;
         // Signal only once the shell has installed its trap (SigIgn bit 15).
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !ignores_sigterm(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "shell {pid} did not ignore SIGTERM within 10s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         id.terminate(Duration::from_millis(300)).await.unwrap();
         assert!(
             t0.elapsed() >= Duration::from_millis(300),
             "SIGTERM alone ended it"
         );
         child.wait().unwrap();
-        // The grandchild in the group is gone too.
-        let group_left = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(|p| ProcStat::read(p).map(|s| (p, s)))
-            .any(|(_, s)| s.pgrp == pid && s.state != 'Z');
-        assert!(!group_left);
+        // The grandchild in the group is gone too (it got the same SIGKILL; its exit may lag
+        // the shell's by a moment).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_has_members(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process group {pid} still has live members 5s after SIGKILL"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A fake child that exits at once: terminate() of a process already gone is a no-op.
@@ -256,21 +313,23 @@ mod tests {
     }
 
     fn ignores_sigterm(pid: i32) -> bool {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigIgn:"))
-            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-            .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+        Process::new(pid)
+            .and_then(|p| p.status())
+            .is_ok_and(|s| s.sigign & (1 << (15 - 1)) != 0)
     }
 
     async fn wait_for_exec(pid: i32, first: &str) -> ProcessIdentity {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(id) = ProcessIdentity::of(pid) {
                 if id.cmdline.first().is_some_and(|a| a == first) {
                     return id;
                 }
             }
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} did not show command {first:?} within 10s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
