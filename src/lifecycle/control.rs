@@ -196,7 +196,12 @@ fn spawn_supervisor(
     instance: &Instance,
     opts: &StartOptions,
 ) -> Result<std::process::Child> {
-    let exe = supervisor_program()?;
+    let mut exe = supervisor_program()?;
+    // A relative path (not a bare name looked up on PATH) is relative to us, whatever the
+    // supervisor's directory.
+    if exe.is_relative() && exe.components().count() > 1 {
+        exe = std::path::absolute(&exe).at(&exe)?;
+    }
     let log_path = instance.supervisor_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -205,11 +210,21 @@ fn spawn_supervisor(
         .open(&log_path)
         .at(&log_path)?;
     let mut cmd = std::process::Command::new(&exe);
-    if let Some(src) = &cfg.source {
-        cmd.arg("--config").arg(src);
+    match &cfg.source {
+        Some(src) => {
+            cmd.arg("--config").arg(src);
+        }
+        None => {
+            // A config without a file (built-in defaults, `Client::for_data_dir`): the
+            // supervisor must not find one either, neither through the environment nor upwards
+            // from our directory, so it runs on the same defaults as we do.
+            cmd.env_remove(crate::config::CONFIG_ENV).current_dir("/");
+        }
     }
+    // Absolute: the supervisor may run in another directory (below).
+    let data_dir = std::path::absolute(instance.data_dir()).at(instance.data_dir())?;
     cmd.arg("--data-dir")
-        .arg(instance.data_dir())
+        .arg(&data_dir)
         .arg("run")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -223,11 +238,17 @@ fn spawn_supervisor(
         cmd.arg("--idle-timeout")
             .arg(humantime::format_duration(t).to_string());
     }
-    cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
-    // Through the environment, never argv: the supervisor's probes log in with it.
-    if !cfg.client.password.is_empty() {
-        cmd.env("DOLTCTL_PASSWORD", &cfg.client.password);
+    // A relative path to dolt is relative to us, whatever the supervisor's directory.
+    let dolt_bin = Path::new(&cfg.server.dolt_bin);
+    if cfg.server.dolt_bin.contains('/') && dolt_bin.is_relative() {
+        let cwd = std::env::current_dir().at(".")?;
+        cmd.env("DOLT_BIN", cwd.join(dolt_bin));
+    } else {
+        cmd.env("DOLT_BIN", dolt_bin);
     }
+    // Through the environment, never argv: the supervisor's probes log in with it. Always
+    // set, so an inherited DOLTCTL_PASSWORD never overrides the password of this config.
+    cmd.env("DOLTCTL_PASSWORD", &cfg.client.password);
     // Its events already go to the rotated server log; supervisor.log (not rotated) only needs
     // warnings and errors.
     if std::env::var_os("DOLTCTL_LOG").is_none() {
