@@ -14,8 +14,8 @@
 //!
 //! The crate is layered, each layer using only those before it (see ARCHITECTURE.md):
 //! system access, [`config`], the dolt server, the [`lifecycle`] (state machine, supervisor,
-//! [`control`] operations), [`client`], then features ([`bootstrap`], [`import`], doctor) and
-//! the command line ([`cli`]).
+//! [`control`] operations), [`client`], then features ([`bootstrap`], [`import`], doctor,
+//! [`testing`]) and the command line ([`cli`]).
 
 mod error;
 mod sys;
@@ -30,6 +30,7 @@ pub mod client;
 pub mod bootstrap;
 pub(crate) mod doctor;
 pub mod import;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod cli;
@@ -46,6 +47,7 @@ pub use lifecycle::control;
 pub use lifecycle::state_file::{Phase, State};
 pub use server::dolt::PINNED_VERSION as PINNED_DOLT_VERSION;
 pub use sys::process::ProcessIdentity;
+pub use testing::{TestServer, TestServerBuilder};
 
 /// Internals that doltctl's own integration tests inspect (lock holders, process checks). Not
 /// part of the stable API: anything here may change in any release.

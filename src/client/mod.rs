@@ -309,6 +309,7 @@ impl Client {
         self.autostart_allowed()?;
         let opts = control::StartOptions {
             idle_timeout: Some(self.cfg.client.autostart_idle_timeout),
+            ..Default::default()
         };
         let state = control::start_with(&self.cfg, &opts).await?;
         self.check_access(self.info_from(&state))

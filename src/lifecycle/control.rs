@@ -97,6 +97,9 @@ pub struct StartOptions {
     /// Overrides `[server] idle_timeout` (auto-start by clients uses
     /// `[client] autostart_idle_timeout`).
     pub idle_timeout: Option<Duration>,
+    /// Environment variables for the supervisor, and so for dolt, on top of this process's
+    /// (e.g. a `DOLT_ROOT_PATH` of its own). Used only when this call launches the supervisor.
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// [`start`] with options.
@@ -254,6 +257,7 @@ fn spawn_supervisor(
     if std::env::var_os("DOLTCTL_LOG").is_none() {
         cmd.env("DOLTCTL_LOG", "warn");
     }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
     // terminal's signals and hangup never reach the supervisor.
     unsafe {
