@@ -32,13 +32,18 @@ use crate::server::port::is_local_host;
 /// Where and how to connect. The password is kept out of `Debug`.
 #[derive(Clone, Serialize)]
 pub struct ConnectionInfo {
+    /// The server's host, as recorded by its supervisor.
     pub host: String,
+    /// The server's TCP port.
     pub port: u16,
+    /// The MySQL user (`[client] user`).
     pub user: String,
+    /// The user's password (`[client] password`); never serialized or shown by `Debug`.
     #[serde(skip)]
     pub password: String,
     /// The server's unix socket, when it exists.
     pub socket: Option<PathBuf>,
+    /// The database connections start in, if any.
     pub database: Option<String>,
     /// The server was started read-only.
     pub read_only: bool,
@@ -89,6 +94,7 @@ impl ConnectionInfo {
         )
     }
 
+    /// `mysql_async` connection options for this address (TCP, never the socket).
     pub fn opts(&self) -> OptsBuilder {
         OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
@@ -103,7 +109,9 @@ impl ConnectionInfo {
 /// Is an error worth retrying (a restart or start in progress), or final?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// Retried: the server is starting, restarting or briefly unreachable.
     Transient,
+    /// Returned at once: retrying cannot help.
     Permanent,
 }
 
@@ -151,9 +159,13 @@ pub fn classify(e: &mysql_async::Error) -> ErrorKind {
 /// A result set: column names and rows, as the server sent them.
 #[derive(Debug, Clone)]
 pub struct ResultSet {
+    /// Column names, in order.
     pub columns: Vec<String>,
+    /// Column types, in the order of `columns`.
     pub column_types: Vec<mysql_async::consts::ColumnType>,
+    /// The rows; each has one value per column.
     pub rows: Vec<Vec<mysql_async::Value>>,
+    /// Rows the statement changed, as the server reported.
     pub affected_rows: u64,
 }
 
@@ -259,6 +271,7 @@ impl Client {
         self
     }
 
+    /// The config this client works with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
