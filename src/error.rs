@@ -137,7 +137,7 @@ pub enum Error {
     )]
     WritableServerRunning { data_dir: PathBuf, url: String },
 
-    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .) or set DOLTCTL_BIN")]
+    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .), set DOLTCTL_BIN, or call doltctl::run_supervisor_if_requested() first thing in main")]
     DoltctlNotFound,
 
     #[error("cannot resolve host {host:?}; set [server] host to an address such as 127.0.0.1")]

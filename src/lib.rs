@@ -40,6 +40,7 @@ pub mod cli;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use cli::run_supervisor_if_requested;
 pub use client::{Client, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};

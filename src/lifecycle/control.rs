@@ -5,6 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -199,7 +200,7 @@ fn spawn_supervisor(
     instance: &Instance,
     opts: &StartOptions,
 ) -> Result<std::process::Child> {
-    let mut exe = supervisor_program()?;
+    let (mut exe, hooked) = supervisor_command()?;
     // A relative path (not a bare name looked up on PATH) is relative to us, whatever the
     // supervisor's directory.
     if exe.is_relative() && exe.components().count() > 1 {
@@ -213,6 +214,9 @@ fn spawn_supervisor(
         .open(&log_path)
         .at(&log_path)?;
     let mut cmd = std::process::Command::new(&exe);
+    if hooked {
+        cmd.arg(SUPERVISOR_MARKER);
+    }
     match &cfg.source {
         Some(src) => {
             cmd.arg("--config").arg(src);
@@ -270,21 +274,50 @@ fn spawn_supervisor(
     cmd.spawn().map_err(|e| Error::io(exe, e))
 }
 
-/// The doltctl binary that runs supervisors: `$DOLTCTL_BIN`, else this program when it is
-/// doltctl, else `doltctl` on PATH (an application using the library is not doltctl itself).
+/// The first argument that makes a program which installed
+/// [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) run a supervisor. The
+/// doltctl arguments follow it: `[--config FILE] --data-dir DIR run [--read-only]
+/// [--idle-timeout DURATION]`.
+pub const SUPERVISOR_MARKER: &str = "--doltctl-supervisor";
+
+/// Set once this process has called `run_supervisor_if_requested` and it returned: this program
+/// can run supervisors itself.
+static SUPERVISOR_HOOK: AtomicBool = AtomicBool::new(false);
+
+/// Records that this program runs supervisors when started with [`SUPERVISOR_MARKER`].
+pub(crate) fn note_supervisor_hook() {
+    SUPERVISOR_HOOK.store(true, Ordering::SeqCst);
+}
+
+/// The program that runs supervisors, in this order: `$DOLTCTL_BIN`; this program when it
+/// installed [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) (it is then
+/// started with [`SUPERVISOR_MARKER`] first); this program when it is doltctl; else `doltctl`
+/// on PATH.
 pub fn supervisor_program() -> Result<std::path::PathBuf> {
+    supervisor_command().map(|(p, _)| p)
+}
+
+/// [`supervisor_program`], and whether it needs [`SUPERVISOR_MARKER`].
+fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
     if let Some(p) = std::env::var_os("DOLTCTL_BIN").filter(|v| !v.is_empty()) {
-        return Ok(p.into());
+        return Ok((p.into(), false));
     }
     if let Ok(exe) = std::env::current_exe() {
+        // The hook first: a program that installed it may be called doltctl-something and
+        // still not understand doltctl's own arguments.
+        if SUPERVISOR_HOOK.load(Ordering::SeqCst) {
+            return Ok((exe, true));
+        }
         if exe
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("doltctl"))
         {
-            return Ok(exe);
+            return Ok((exe, false));
         }
     }
-    which::which("doltctl").map_err(|_| Error::DoltctlNotFound)
+    which::which("doltctl")
+        .map(|p| (p, false))
+        .map_err(|_| Error::DoltctlNotFound)
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.
