@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::*;
 use doltctl::{ProcessIdentity, TestServer};
@@ -187,4 +188,75 @@ fn test_server_is_removed_when_the_test_panics() {
     assert!(result.is_err());
     let (dir, procs) = seen.into_inner().unwrap().expect("the server had started");
     assert_all_gone(&dir, &procs);
+}
+
+/// The example program `name`, built now: cargo builds examples for `--all-targets` but not
+/// for `--test library`, and a stale one would test old code. Same target dir and profile as
+/// this test, so it normally only checks that the example is up to date.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/library-HASH
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("unexpected test binary path {}", exe.display()),
+    };
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", name, "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --example {name} failed");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+#[test]
+fn embedded_program_supervises_without_a_doltctl_binary() {
+    let env = TestEnv::new();
+    let exe = example_binary("embedded");
+    // A PATH with nothing on it, and no DOLTCTL_BIN: the program itself must supervise.
+    let empty = env.dir.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let out = assert_cmd::Command::new(&exe)
+        .current_dir(env.dir.path())
+        .env_remove("DOLTCTL_BIN")
+        .env("PATH", &empty)
+        .env("DOLTCTL_CONFIG", &env.config)
+        .env("DOLT_BIN", dolt_bin())
+        .env("DOLT_ROOT_PATH", env.root())
+        .env("DOLT_DISABLE_EVENT_FLUSH", "1")
+        .timeout(Duration::from_secs(180))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+
+    // The program exited; the supervisor it started is the same program, marked.
+    let state = env.state().expect("a state file");
+    let sup = state.supervisor.clone().expect("a supervisor");
+    assert!(sup.is_running(), "{sup:?}");
+    assert_eq!(
+        std::path::Path::new(&sup.cmdline[0]).file_name(),
+        exe.file_name()
+    );
+    assert_eq!(sup.cmdline[1], doltctl::control::SUPERVISOR_MARKER);
+    assert!(sup.cmdline.iter().any(|a| a == "run"), "{sup:?}");
+    assert!(state.server.as_ref().is_some_and(|s| s.is_running()));
+    assert_eq!(state.port, env.port);
+
+    let cfg = doltctl::Config::load(&env.config).unwrap();
+    let stopped = block_on(doltctl::control::stop(&cfg)).unwrap();
+    assert_eq!(stopped, doltctl::control::Stopped::Stopped);
+    assert_eq!(env.own_processes(), vec![]);
 }
