@@ -38,8 +38,13 @@ pub struct RunArgs {
     /// Serve read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// Stop after this long without client connections (overrides [server] idle_timeout).
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    /// Stop after this long without client connections (overrides `[server] idle_timeout`).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = crate::config::parse_duration,
+        help = "Stop after this long without client connections (overrides [server] idle_timeout)"
+    )]
     pub idle_timeout: Option<Duration>,
 }
 
