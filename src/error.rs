@@ -241,7 +241,7 @@ pub enum Error {
     },
 
     /// No program to run a supervisor with.
-    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .) or set DOLTCTL_BIN")]
+    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .), set DOLTCTL_BIN, or call doltctl::run_supervisor_if_requested() first thing in main")]
     DoltctlNotFound,
 
     /// A host name does not resolve.

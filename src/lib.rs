@@ -30,6 +30,7 @@ pub mod client;
 pub(crate) mod bootstrap;
 pub(crate) mod doctor;
 pub(crate) mod import;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod cli;
@@ -39,6 +40,7 @@ pub mod cli;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use cli::run_supervisor_if_requested;
 pub use client::{Client, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
@@ -46,6 +48,7 @@ pub use lifecycle::control;
 pub use lifecycle::state_file::{Phase, PhaseRecord, State};
 pub use server::dolt::PINNED_VERSION as PINNED_DOLT_VERSION;
 pub use sys::process::ProcessIdentity;
+pub use testing::{TestServer, TestServerBuilder};
 
 /// Internals that doltctl's own integration tests inspect (lock holders, process checks). Not
 /// part of the stable API: anything here may change in any release.

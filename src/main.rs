@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use doltctl::cli::{self, ImportArgs, LogFilter, SqlArgs};
-use doltctl::{Config, ConfigSource};
+use doltctl::Config;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EnvFormat {
@@ -23,12 +23,8 @@ enum EnvFormat {
     about = "Supervise dolt sql-server for a data dir"
 )]
 struct Cli {
-    /// Config file (default: $DOLTCTL_CONFIG, else doltctl.toml here or in a parent directory).
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data dir, overriding the config's data_dir.
-    #[arg(long, global = true, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    global: cli::ConfigArgs,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -62,14 +58,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum Op {
     /// Run the supervisor in the foreground (logs to stderr; Ctrl-C stops server and supervisor).
-    Run {
-        /// Serve read-only.
-        #[arg(long)]
-        read_only: bool,
-        /// Stop after this long without client connections (overrides [server] idle_timeout).
-        #[arg(long, value_name = "DURATION", value_parser = doltctl::config::parse_duration)]
-        idle_timeout: Option<std::time::Duration>,
-    },
+    Run(cli::RunArgs),
     /// Start a detached supervisor and wait until the server is ready; prints the URL.
     Start {
         /// Serve read-only.
@@ -161,29 +150,18 @@ enum Op {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let supervisor = matches!(cli.command, Cmd::Op(Op::Run { .. }));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOLTCTL_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(cli::default_log_level(supervisor))
-            }),
-        )
-        .init();
+    cli::init_logging(matches!(cli.command, Cmd::Op(Op::Run(_))));
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("doltctl: {e}");
+            cli::print_error(e);
             ExitCode::FAILURE
         }
     }
 }
 
 fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
-    let src = ConfigSource {
-        explicit: cli.config,
-        data_dir_override: cli.data_dir,
-    };
+    let src = cli.global.source();
     let op = match cli.command {
         // Doctor reports a broken config as one of its findings instead of stopping at it.
         Cmd::Doctor { fix, json } => return cli::doctor(&src, fix, json),
@@ -193,10 +171,7 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
     };
     let cfg = Config::discover(&src)?;
     match op {
-        Op::Run {
-            read_only,
-            idle_timeout,
-        } => cli::run(cfg, read_only, idle_timeout),
+        Op::Run(args) => cli::run(cfg, args),
         Op::Start { read_only } => cli::start(cfg, read_only),
         Op::Stop => cli::stop(&cfg),
         Op::Restart => cli::restart(&cfg),

@@ -565,18 +565,38 @@ async fn seed_commit(cfg: &Config, db: &str, message: &str) -> Result<Option<Str
 /// `dolt init` in `<data_dir>/<db>`, with doltctl's root path and an explicit identity.
 async fn dolt_init(cfg: &Config, instance: &Instance, db: &str, author: &Author) -> Result<()> {
     let bin = dolt::resolve_binary(cfg)?;
-    let dir = instance.data_dir().join(db);
+    dolt_init_in(
+        &bin,
+        instance.data_dir(),
+        db,
+        author,
+        &dolt::dolt_env(instance),
+    )
+    .await
+}
+
+/// Creates database `db` as `<data_dir>/<db>` with `dolt init` (no server may run on
+/// `data_dir`), giving dolt the environment `env`. A directory this call created is removed
+/// again when `dolt init` fails.
+pub(crate) async fn dolt_init_in(
+    bin: &Path,
+    data_dir: &Path,
+    db: &str,
+    author: &Author,
+    env: &[(String, String)],
+) -> Result<()> {
+    let dir = data_dir.join(db);
     let created = !dir.exists();
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let out = tokio::process::Command::new(&bin)
+    let out = tokio::process::Command::new(bin)
         .args(["init", "--name", &author.name, "--email", &author.email])
         .current_dir(&dir)
-        .envs(dolt::dolt_env(instance))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
         .await
         .map_err(|e| Error::DoltBinary {
-            bin: bin.clone(),
+            bin: bin.to_path_buf(),
             message: format!("cannot run: {e}"),
         })?;
     if out.status.success() {

@@ -8,12 +8,12 @@
 mod exec;
 pub(crate) mod render;
 mod status;
+mod supervise;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::client::{Access, Client, ConnectionInfo};
 use crate::config::{Config, ConfigSource, Instance};
@@ -22,6 +22,7 @@ use crate::lifecycle::control::{self, StartOptions, Stopped};
 use crate::server::log as logs;
 
 pub use status::status;
+pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
 
 /// Exit code: no server is running.
 pub const EXIT_NOT_RUNNING: u8 = 3;
@@ -69,9 +70,9 @@ pub fn default_log_level(supervisor: bool) -> &'static str {
 }
 
 /// `doltctl run`: the supervisor in the foreground until SIGTERM/SIGINT.
-pub fn run(mut cfg: Config, read_only: bool, idle_timeout: Option<Duration>) -> Result<ExitCode> {
-    cfg.server.read_only |= read_only;
-    if let Some(t) = idle_timeout {
+pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
+    cfg.server.read_only |= args.read_only;
+    if let Some(t) = args.idle_timeout {
         cfg.server.idle_timeout = t;
     }
     runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg))?;

@@ -13,7 +13,8 @@
 
 pub(crate) mod sqlsplit;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -31,13 +32,18 @@ use crate::server::port::is_local_host;
 /// Where and how to connect. The password is kept out of `Debug`.
 #[derive(Clone, Serialize)]
 pub struct ConnectionInfo {
+    /// The server's host, as recorded by its supervisor.
     pub host: String,
+    /// The server's TCP port.
     pub port: u16,
+    /// The MySQL user (`[client] user`).
     pub user: String,
+    /// The user's password (`[client] password`); never serialized or shown by `Debug`.
     #[serde(skip)]
     pub password: String,
     /// The server's unix socket, when it exists.
     pub socket: Option<PathBuf>,
+    /// The database connections start in, if any.
     pub database: Option<String>,
     /// The server was started read-only.
     pub read_only: bool,
@@ -88,6 +94,7 @@ impl ConnectionInfo {
         )
     }
 
+    /// `mysql_async` connection options for this address (TCP, never the socket).
     pub fn opts(&self) -> OptsBuilder {
         OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
@@ -102,7 +109,9 @@ impl ConnectionInfo {
 /// Is an error worth retrying (a restart or start in progress), or final?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// Retried: the server is starting, restarting or briefly unreachable.
     Transient,
+    /// Returned at once: retrying cannot help.
     Permanent,
 }
 
@@ -150,9 +159,13 @@ pub fn classify(e: &mysql_async::Error) -> ErrorKind {
 /// A result set: column names and rows, as the server sent them.
 #[derive(Debug, Clone)]
 pub struct ResultSet {
+    /// Column names, in order.
     pub columns: Vec<String>,
+    /// Column types, in the order of `columns`.
     pub column_types: Vec<mysql_async::consts::ColumnType>,
+    /// The rows; each has one value per column.
     pub rows: Vec<Vec<mysql_async::Value>>,
+    /// Rows the statement changed, as the server reported.
     pub affected_rows: u64,
 }
 
@@ -167,24 +180,57 @@ pub enum Access {
     Auto,
 }
 
+/// A handle on the server of one data dir: finds it, starts it when needed, connects with
+/// retry. Cheap to clone; clones share the record of the address last tried. `Debug` shows the
+/// config with the password redacted.
+#[derive(Debug, Clone)]
 pub struct Client {
     cfg: Config,
     access: Access,
     database: Option<String>,
+    /// `host:port` of the last connection attempt, for [`Client::error`].
+    last_target: Arc<Mutex<Option<String>>>,
 }
 
 impl Client {
+    /// A client for exactly this config (nothing is discovered or read from the environment).
     pub fn from_config(cfg: Config) -> Client {
         Client {
             cfg,
             access: Access::Write,
             database: None,
+            last_target: Arc::default(),
         }
     }
 
     /// The config as the CLI finds it (`$DOLTCTL_CONFIG`, `doltctl.toml` upwards, defaults).
     pub fn discover() -> Result<Client> {
         Ok(Client::from_config(Config::discover(&Default::default())?))
+    }
+
+    /// The server of the data dir `data_dir` (relative to the current directory), with the
+    /// built-in defaults for everything else and the environment's overrides (`DOLT_BIN`,
+    /// `DOLTCTL_AUTOSTART`, `DOLTCTL_PASSWORD`).
+    ///
+    /// No config file is read: not `$DOLTCTL_CONFIG`, not a `doltctl.toml` above the current
+    /// directory, and not one inside `data_dir` (a data dir holds databases; its config lives
+    /// beside it). A server that already runs for the data dir is used as it is, whatever
+    /// config started it. For a config file, use [`Config::load`] and [`Client::from_config`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> doltctl::Result<()> {
+    /// let client = doltctl::Client::for_data_dir("/srv/app/dolt")?.database("app");
+    /// let url = client.url().await?; // starts a server for /srv/app/dolt if none runs
+    /// # let _ = url; Ok(()) }
+    /// ```
+    pub fn for_data_dir(data_dir: impl AsRef<Path>) -> Result<Client> {
+        let data_dir = data_dir.as_ref();
+        let mut cfg = Config {
+            data_dir: std::path::absolute(data_dir).map_err(|e| Error::io(data_dir, e))?,
+            ..Config::default()
+        };
+        cfg.apply_env();
+        Ok(Client::from_config(cfg))
     }
 
     /// Read-only sessions: every connection runs `SET SESSION TRANSACTION READ ONLY`, and
@@ -225,6 +271,7 @@ impl Client {
         self
     }
 
+    /// The config this client works with.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -275,6 +322,7 @@ impl Client {
         self.autostart_allowed()?;
         let opts = control::StartOptions {
             idle_timeout: Some(self.cfg.client.autostart_idle_timeout),
+            ..Default::default()
         };
         let state = control::start_with(&self.cfg, &opts).await?;
         self.check_access(self.info_from(&state))
@@ -384,6 +432,9 @@ impl Client {
         loop {
             tries.attempts += 1;
             let info = self.target(&last).await?;
+            if let Ok(mut t) = self.last_target.lock() {
+                *t = Some(target_of(&info.host, info.port));
+            }
             match Conn::new(self.opts(&info)).await {
                 Ok(c) => return Ok((c, info)),
                 Err(e) => {
@@ -405,10 +456,24 @@ impl Client {
         Ok(Pool::new(self.opts(&info)))
     }
 
-    /// Wraps an error from a connection this client handed out.
+    /// Wraps an error from a connection this client handed out. The error names the address
+    /// the client last connected to (else the running server's, else the configured host and
+    /// port setting).
     pub fn error(&self, e: mysql_async::Error) -> Error {
+        let last = self.last_target.lock().ok().and_then(|t| t.clone());
+        let target = last
+            .or_else(|| {
+                let info = self.running().ok().flatten()?;
+                Some(target_of(&info.host, info.port))
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "{} (no server running)",
+                    target_of(&self.cfg.server.host, self.cfg.server.port)
+                )
+            });
         Error::Sql {
-            target: format!("{}:{}", self.cfg.server.host, self.cfg.server.port),
+            target,
             attempts: 1,
             transient: classify(&e) == ErrorKind::Transient,
             message: e.to_string(),
@@ -564,10 +629,63 @@ fn sql_error(
     e: mysql_async::Error,
 ) -> Error {
     Error::Sql {
-        target: format!("{}:{}", info.host, info.port),
+        target: target_of(&info.host, info.port),
         attempts,
         transient: kind == ErrorKind::Transient,
         message: server_message(&e),
         code: server_code(&e),
+    }
+}
+
+/// `host:port` as a person would type it: an IPv6 address in brackets.
+fn target_of(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_data_dir_uses_defaults_and_that_dir() {
+        let c = Client::for_data_dir("some/dir").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.config().data_dir, cwd.join("some/dir"));
+        assert!(c.config().source.is_none());
+        assert_eq!(c.config().server.host, "127.0.0.1");
+        let abs = Client::for_data_dir("/x/y").unwrap();
+        assert_eq!(abs.config().data_dir, Path::new("/x/y"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let mut cfg = Config::default();
+        cfg.client.password = "hunter2-secret".into();
+        let c = Client::from_config(cfg).database("app");
+        let shown = format!("{c:?} {:?}", c.clone());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app"), "{shown}");
+    }
+
+    #[test]
+    fn error_names_the_address_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::for_data_dir(dir.path()).unwrap();
+        let e = || mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed);
+        // No connection yet and nothing running: the configured host and port setting, said so.
+        match c.error(e()) {
+            Error::Sql { target, .. } => assert_eq!(target, "127.0.0.1:auto (no server running)"),
+            other => panic!("{other}"),
+        }
+        // After an attempt: that address, also in clones.
+        *c.last_target.lock().unwrap() = Some(target_of("::1", 4242));
+        match c.clone().error(e()) {
+            Error::Sql { target, .. } => assert_eq!(target, "[::1]:4242"),
+            other => panic!("{other}"),
+        }
     }
 }

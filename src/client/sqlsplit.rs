@@ -9,6 +9,8 @@ pub struct Statement {
     pub text: String,
 }
 
+/// Splits a script into statements: `;` (or a `DELIMITER`) outside strings and comments ends
+/// one.
 pub fn split(sql: &str) -> Vec<Statement> {
     let mut out = Vec::new();
     let mut delim = ";".to_string();

@@ -5,6 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -101,6 +102,9 @@ pub struct StartOptions {
     /// Overrides `[server] idle_timeout` (auto-start by clients uses
     /// `[client] autostart_idle_timeout`).
     pub idle_timeout: Option<Duration>,
+    /// Environment variables for the supervisor, and so for dolt, on top of this process's
+    /// (e.g. a `DOLT_ROOT_PATH` of its own). Used only when this call launches the supervisor.
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// [`start`] with options.
@@ -200,7 +204,12 @@ fn spawn_supervisor(
     instance: &Instance,
     opts: &StartOptions,
 ) -> Result<std::process::Child> {
-    let exe = supervisor_program()?;
+    let (mut exe, hooked) = supervisor_command()?;
+    // A relative path (not a bare name looked up on PATH) is relative to us, whatever the
+    // supervisor's directory.
+    if exe.is_relative() && exe.components().count() > 1 {
+        exe = std::path::absolute(&exe).at(&exe)?;
+    }
     let log_path = instance.supervisor_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -209,11 +218,24 @@ fn spawn_supervisor(
         .open(&log_path)
         .at(&log_path)?;
     let mut cmd = std::process::Command::new(&exe);
-    if let Some(src) = &cfg.source {
-        cmd.arg("--config").arg(src);
+    if hooked {
+        cmd.arg(SUPERVISOR_MARKER);
     }
+    match &cfg.source {
+        Some(src) => {
+            cmd.arg("--config").arg(src);
+        }
+        None => {
+            // A config without a file (built-in defaults, `Client::for_data_dir`): the
+            // supervisor must not find one either, neither through the environment nor upwards
+            // from our directory, so it runs on the same defaults as we do.
+            cmd.env_remove(crate::config::CONFIG_ENV).current_dir("/");
+        }
+    }
+    // Absolute: the supervisor may run in another directory (below).
+    let data_dir = std::path::absolute(instance.data_dir()).at(instance.data_dir())?;
     cmd.arg("--data-dir")
-        .arg(instance.data_dir())
+        .arg(&data_dir)
         .arg("run")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -227,16 +249,23 @@ fn spawn_supervisor(
         cmd.arg("--idle-timeout")
             .arg(humantime::format_duration(t).to_string());
     }
-    cmd.env("DOLT_BIN", &cfg.server.dolt_bin);
-    // Through the environment, never argv: the supervisor's probes log in with it.
-    if !cfg.client.password.is_empty() {
-        cmd.env("DOLTCTL_PASSWORD", &cfg.client.password);
+    // A relative path to dolt is relative to us, whatever the supervisor's directory.
+    let dolt_bin = Path::new(&cfg.server.dolt_bin);
+    if cfg.server.dolt_bin.contains('/') && dolt_bin.is_relative() {
+        let cwd = std::env::current_dir().at(".")?;
+        cmd.env("DOLT_BIN", cwd.join(dolt_bin));
+    } else {
+        cmd.env("DOLT_BIN", dolt_bin);
     }
+    // Through the environment, never argv: the supervisor's probes log in with it. Always
+    // set, so an inherited DOLTCTL_PASSWORD never overrides the password of this config.
+    cmd.env("DOLTCTL_PASSWORD", &cfg.client.password);
     // Its events already go to the rotated server log; supervisor.log (not rotated) only needs
     // warnings and errors.
     if std::env::var_os("DOLTCTL_LOG").is_none() {
         cmd.env("DOLTCTL_LOG", "warn");
     }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     // setsid in the child between fork and exec (async-signal-safe): a new session, so the
     // terminal's signals and hangup never reach the supervisor.
     unsafe {
@@ -249,21 +278,50 @@ fn spawn_supervisor(
     cmd.spawn().map_err(|e| Error::io(exe, e))
 }
 
-/// The doltctl binary that runs supervisors: `$DOLTCTL_BIN`, else this program when it is
-/// doltctl, else `doltctl` on PATH (an application using the library is not doltctl itself).
+/// The first argument that makes a program which installed
+/// [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) run a supervisor. The
+/// doltctl arguments follow it: `[--config FILE] --data-dir DIR run [--read-only]
+/// [--idle-timeout DURATION]`.
+pub const SUPERVISOR_MARKER: &str = "--doltctl-supervisor";
+
+/// Set once this process has called `run_supervisor_if_requested` and it returned: this program
+/// can run supervisors itself.
+static SUPERVISOR_HOOK: AtomicBool = AtomicBool::new(false);
+
+/// Records that this program runs supervisors when started with [`SUPERVISOR_MARKER`].
+pub(crate) fn note_supervisor_hook() {
+    SUPERVISOR_HOOK.store(true, Ordering::SeqCst);
+}
+
+/// The program that runs supervisors, in this order: `$DOLTCTL_BIN`; this program when it
+/// installed [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) (it is then
+/// started with [`SUPERVISOR_MARKER`] first); this program when it is doltctl; else `doltctl`
+/// on PATH.
 pub fn supervisor_program() -> Result<std::path::PathBuf> {
+    supervisor_command().map(|(p, _)| p)
+}
+
+/// [`supervisor_program`], and whether it needs [`SUPERVISOR_MARKER`].
+fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
     if let Some(p) = std::env::var_os("DOLTCTL_BIN").filter(|v| !v.is_empty()) {
-        return Ok(p.into());
+        return Ok((p.into(), false));
     }
     if let Ok(exe) = std::env::current_exe() {
+        // The hook first: a program that installed it may be called doltctl-something and
+        // still not understand doltctl's own arguments.
+        if SUPERVISOR_HOOK.load(Ordering::SeqCst) {
+            return Ok((exe, true));
+        }
         if exe
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("doltctl"))
         {
-            return Ok(exe);
+            return Ok((exe, false));
         }
     }
-    which::which("doltctl").map_err(|_| Error::DoltctlNotFound)
+    which::which("doltctl")
+        .map(|p| (p, false))
+        .map_err(|_| Error::DoltctlNotFound)
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.
