@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use super::settings::Config;
 use crate::error::{Error, IoContext, Result};
 
+/// The config file's name, looked for in the current directory and its parents.
 pub const CONFIG_FILE_NAME: &str = "doltctl.toml";
+/// The environment variable naming a config file (used when `--config` is not given).
 pub const CONFIG_ENV: &str = "DOLTCTL_CONFIG";
 
 /// Where to look for a config, in precedence order.

@@ -12,70 +12,105 @@ use super::parse::{de_duration, de_size};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The directory dolt sql-server serves; each sub-directory holding a `.dolt/` is a database
+    /// (the directory itself may be one too). Written relative, it is relative to the config
+    /// file (to the current directory for built-in defaults). Default: `dolt`.
     pub data_dir: PathBuf,
+    /// `[server]`: how dolt sql-server is run.
     pub server: ServerConfig,
+    /// `[restart]`: restarts after a crash.
     pub restart: RestartConfig,
+    /// `[logs]`: rotation of `<data_dir>/.doltctl/server.log`.
     pub logs: LogsConfig,
+    /// `[health]`: probing a running server.
     pub health: HealthConfig,
+    /// `[client]`: how clients connect and auto-start a server.
     pub client: ClientConfig,
+    /// `[bootstrap]`: what `doltctl init` sets up.
     pub bootstrap: BootstrapConfig,
     /// Where this config came from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
 
+/// `[server]`: how dolt sql-server is run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Address to listen on. Keep a loopback address unless clients on other hosts must
+    /// connect. Default: `127.0.0.1`.
     pub host: String,
+    /// The port to listen on. Default: [`PortSetting::Auto`].
     pub port: PortSetting,
+    /// Serve the databases read-only (Dolt still takes its exclusive locks). Default: false.
     pub read_only: bool,
+    /// How long a launch may take until `SELECT 1` answers. Default: 60s.
     #[serde(deserialize_with = "de_duration")]
     pub ready_timeout: Duration,
+    /// After SIGTERM, how long dolt gets to shut down before SIGKILL. Default: 30s.
     #[serde(deserialize_with = "de_duration")]
     pub stop_timeout: Duration,
+    /// Dolt's log level. Default: [`LogLevel::Warning`].
     pub log_level: LogLevel,
+    /// The dolt binary: a path, or a name looked up on PATH. A path in a file is relative to
+    /// that file; `$DOLT_BIN` overrides this. Default: `dolt`.
     pub dolt_bin: String,
+    /// Extra arguments appended to `dolt sql-server --config <generated>`. Default: none.
     pub extra_args: Vec<String>,
+    /// Dolt's `listener.max_connections`. Default: 1000.
     pub max_connections: u32,
     /// Stop the server (and the supervisor) after this long without client connections;
-    /// zero means never.
+    /// zero means never. Default: zero.
     #[serde(deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
 }
 
+/// `[restart]`: restarts after a crash, with exponential backoff.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
+    /// Wait before the first restart after a crash; doubles after each failure up to
+    /// `max_backoff`. Default: 100ms.
     #[serde(deserialize_with = "de_duration")]
     pub initial_backoff: Duration,
+    /// The longest wait between restarts. Default: 30s.
     #[serde(deserialize_with = "de_duration")]
     pub max_backoff: Duration,
+    /// A server that ran this long resets the backoff to `initial_backoff`. Default: 60s.
     #[serde(deserialize_with = "de_duration")]
     pub stable_after: Duration,
+    /// This many failures (crashes or failed starts) within `failure_window`: stop retrying,
+    /// state "failed", until `doltctl restart`. At least 1. Default: 5.
     pub max_failures: u32,
+    /// The window `max_failures` is counted in. Default: 60s.
     #[serde(deserialize_with = "de_duration")]
     pub failure_window: Duration,
 }
 
+/// `[logs]`: rotation of `<data_dir>/.doltctl/server.log`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
+    /// `server.log` is rotated at this size, in bytes (written as e.g. `"50MiB"`, see
+    /// [`parse_size`](crate::config::parse_size)); at least 4KiB. Default: 50MiB.
     #[serde(deserialize_with = "de_size")]
     pub max_size: u64,
+    /// Rotated files kept: `server.log.1` ... `server.log.<keep>`. At least 1. Default: 3.
     pub keep: u32,
 }
 
+/// `[health]`: probing a running server with `SELECT 1`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// How often a running server is probed with `SELECT 1`.
+    /// How often a running server is probed with `SELECT 1`. Default: 2s.
     #[serde(deserialize_with = "de_duration")]
     pub interval: Duration,
-    /// How long one probe may take before it counts as missed.
+    /// How long one probe may take before it counts as missed. Default: 2s.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
     /// Consecutive missed probes after which the server is declared wedged and restarted.
+    /// At least 1. Default: 3.
     pub max_missed: u32,
 }
 
@@ -83,13 +118,14 @@ pub struct HealthConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
-    /// Databases `init` creates when missing.
+    /// Databases `init` creates when missing. Names: letters, digits and _. Default: none.
     pub databases: Vec<String>,
     /// Author of the commits doltctl makes; unset: git's `user.name`/`user.email`, else a
     /// fixed doltctl identity.
     pub author_name: Option<String>,
+    /// The author's email; unset as for `author_name`.
     pub author_email: Option<String>,
-    /// Files applied once each by `init`, in this order.
+    /// Files applied once each by `init`, in this order. Default: none.
     pub seed: Vec<SeedConfig>,
 }
 
@@ -97,6 +133,7 @@ pub struct BootstrapConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedConfig {
+    /// The database the file is loaded into.
     pub db: String,
     /// As written; relative to the config file's directory (see [`Config::resolve`]). Kept as
     /// written because it names the seed in the record and in the commit message.
@@ -107,27 +144,29 @@ pub struct SeedConfig {
     pub format: Option<crate::config::format::Format>,
 }
 
+/// `[client]`: how clients connect, retry and auto-start a server.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
     /// Start a server on first access when none runs (local hosts only).
-    /// `DOLTCTL_AUTOSTART=0` turns it off.
+    /// `DOLTCTL_AUTOSTART=0` turns it off. Default: true.
     pub autostart: bool,
-    /// Connection attempts at most, for transient errors.
+    /// Connection attempts at most, for transient errors. At least 1. Default: 30.
     pub connect_retries: u32,
-    /// First wait between attempts; doubles each time.
+    /// First wait between attempts; doubles each time. Default: 100ms.
     #[serde(deserialize_with = "de_duration")]
     pub retry_initial_delay: Duration,
-    /// Total time spent waiting between attempts at most.
+    /// Total time spent waiting between attempts at most. Default: 6s.
     #[serde(deserialize_with = "de_duration")]
     pub retry_window: Duration,
-    /// SQL user clients connect as.
+    /// SQL user clients connect as. Default: `root`.
     pub user: String,
-    /// `idle_timeout` of servers a client auto-starts (zero: never stop them).
+    /// `idle_timeout` of servers a client auto-starts (zero: never stop them). Default: 30m.
     #[serde(deserialize_with = "de_duration")]
     pub autostart_idle_timeout: Duration,
     /// Its password (`DOLTCTL_PASSWORD` overrides). When the user is root, a brand-new data dir
     /// gets this root password on its first start. Never put on a command line or in logs.
+    /// Default: empty.
     pub password: String,
 }
 
@@ -166,26 +205,37 @@ impl Default for ClientConfig {
     }
 }
 
+/// `[server] port`: `"auto"` or a port number from 1 to 65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortSetting {
     /// A stable preferred port derived from the data dir, else a free one.
     #[default]
     Auto,
+    /// Exactly this port; doltctl refuses to start when it is taken and names the process
+    /// holding it.
     Fixed(u16),
 }
 
+/// `[server] log_level`: Dolt's log level, written in lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// `trace`
     Trace,
+    /// `debug`
     Debug,
+    /// `info`: logs every query.
     Info,
+    /// `warning` (the default)
     Warning,
+    /// `error`
     Error,
+    /// `fatal`
     Fatal,
 }
 
 impl LogLevel {
+    /// The level as Dolt's config file spells it.
     pub fn as_dolt_arg(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
