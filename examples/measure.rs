@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use doltctl::internals as health;
 use doltctl::State;
+use procfs::process::Process;
 
 mod common;
 use common::{free_port, median, ms, Sandbox};
@@ -57,10 +58,7 @@ fn main() {
     let (c0s, c0d) = (cpu_ticks(sup), cpu_ticks(srv));
     std::thread::sleep(window);
     let (c1s, c1d) = (cpu_ticks(sup), cpu_ticks(srv));
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let hz = procfs::ticks_per_second() as f64;
     let pct = |a: u64, b: u64| (b - a) as f64 / hz / window.as_secs_f64() * 100.0;
     let (rss_sup, rss_srv) = (rss_kib(sup), rss_kib(srv));
 
@@ -267,24 +265,19 @@ fn kill9_to_ready(data: &Path) -> Duration {
     }
 }
 
+/// User plus system CPU time of a process, in clock ticks (`/proc/PID/stat`); 0 when gone.
 fn cpu_ticks(pid: i32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; f[0] is field 3.
-    let get = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(14) + get(15)
+    Process::new(pid)
+        .and_then(|p| p.stat())
+        .map(|s| s.utime + s.stime)
+        .unwrap_or(0)
 }
 
+/// Resident set size of a process in KiB (`VmRSS` of `/proc/PID/status`); 0 when gone.
 fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    Process::new(pid)
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.vmrss)
         .unwrap_or(0)
 }

@@ -8,8 +8,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// SQL statements (`.sql`).
     Sql,
+    /// Comma-separated values with a header row (`.csv`).
     Csv,
+    /// One JSON object per line (`.jsonl` or `.ndjson`).
     Jsonl,
 }
 

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
+/// The name of doltctl's runtime directory inside the data dir.
 pub const RUNTIME_DIR_NAME: &str = ".doltctl";
 /// A unix socket path must fit in `sun_path` (108 bytes including the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
+/// One data dir and the paths of doltctl's files for it.
 #[derive(Debug, Clone)]
 pub struct Instance {
     data_dir: PathBuf,
@@ -28,12 +30,15 @@ impl Instance {
         }
     }
 
+    /// The data dir, canonicalised when it existed at [`Instance::new`].
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+    /// `<data_dir>/.doltctl/`, where doltctl keeps its runtime files.
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir
     }
+    /// The supervisor's recorded state (`state.json`).
     pub fn state_file(&self) -> PathBuf {
         self.runtime_dir.join("state.json")
     }
@@ -54,6 +59,7 @@ impl Instance {
     pub fn supervisor_log(&self) -> PathBuf {
         self.runtime_dir.join("supervisor.log")
     }
+    /// The config file doltctl generates for `dolt sql-server --config`.
     pub fn dolt_config(&self) -> PathBuf {
         self.runtime_dir.join("dolt-config.yaml")
     }

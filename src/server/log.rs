@@ -216,6 +216,7 @@ pub fn read_tail_filtered(path: &Path, keep: u32, n: usize, filter: Filter) -> R
 /// Which lines of the timeline to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
+    /// Every line.
     All,
     /// The supervisor's own events.
     Supervisor,
@@ -224,6 +225,7 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// True if `line` is shown: the supervisor's lines carry ` [doltctl] `, Dolt's ` [dolt] `.
     pub fn matches(self, line: &str) -> bool {
         match self {
             Filter::All => true,

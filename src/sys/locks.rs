@@ -19,13 +19,17 @@ pub struct Database {
     pub dir: PathBuf,
 }
 
+/// Who holds one of Dolt's LOCK files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
     /// Nobody holds the lock (a stale LOCK file is fine).
     Free,
     /// A live process holds it; `pid` is `None` when `/proc/locks` does not show it (another
     /// pid namespace).
-    Held { pid: Option<i32> },
+    Held {
+        /// The holder's pid, when `/proc/locks` shows it.
+        pid: Option<i32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,11 +19,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A process as recorded by doltctl: pid, start time and command line, which together tell it
+/// apart from a later process that reuses the pid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessIdentity {
+    /// The process id.
     pub pid: i32,
     /// Start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
     pub start_time: u64,
+    /// The argv from `/proc/PID/cmdline`, decoded lossily, empty arguments dropped.
     pub cmdline: Vec<String>,
 }
 
@@ -113,6 +117,7 @@ impl ProcessIdentity {
         })
     }
 
+    /// The identity of this process.
     pub fn current() -> Option<ProcessIdentity> {
         ProcessIdentity::of(std::process::id() as i32)
     }
@@ -122,6 +127,7 @@ impl ProcessIdentity {
         self.pid > 0 && ProcessIdentity::of(self.pid).as_ref() == Some(self)
     }
 
+    /// The command line, arguments joined with spaces (for messages).
     pub fn command(&self) -> String {
         self.cmdline.join(" ")
     }

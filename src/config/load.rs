@@ -1,0 +1,277 @@
+//! Finding, reading and validating `doltctl.toml`; TOML errors mapped to the file, key and line.
+
+use std::path::{Path, PathBuf};
+
+use super::settings::Config;
+use crate::error::{Error, IoContext, Result};
+
+/// The config file's name, looked for in the current directory and its parents.
+pub const CONFIG_FILE_NAME: &str = "doltctl.toml";
+/// The environment variable naming a config file (used when `--config` is not given).
+pub const CONFIG_ENV: &str = "DOLTCTL_CONFIG";
+
+/// Where to look for a config, in precedence order.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSource {
+    /// `--config FILE`
+    pub explicit: Option<PathBuf>,
+    /// `--data-dir DIR`, overriding the config's `data_dir`.
+    pub data_dir_override: Option<PathBuf>,
+}
+
+impl Config {
+    /// Discovers and loads the config: `--config`, else `$DOLTCTL_CONFIG`, else `doltctl.toml`
+    /// in the current directory or any parent, else built-in defaults.
+    pub fn discover(src: &ConfigSource) -> Result<Config> {
+        let cwd = std::env::current_dir().at(".")?;
+        let file = match &src.explicit {
+            Some(p) => Some(absolute(&cwd, p)),
+            None => match std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+                Some(p) => Some(absolute(&cwd, Path::new(&p))),
+                None => find_upwards(&cwd),
+            },
+        };
+        let mut cfg = match &file {
+            Some(f) => Config::load(f)?,
+            None => {
+                let mut c = Config::default();
+                c.data_dir = cwd.join(&c.data_dir);
+                c
+            }
+        };
+        if let Some(d) = &src.data_dir_override {
+            cfg.data_dir = absolute(&cwd, d);
+        }
+        cfg.apply_env();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads one file; relative paths inside it are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let mut cfg = Config::parse_str(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("/"));
+        cfg.data_dir = absolute(base, &cfg.data_dir);
+        // A dolt_bin path (not a bare name looked up on PATH) is relative to this file too.
+        if cfg.server.dolt_bin.contains('/') {
+            cfg.server.dolt_bin = absolute(base, Path::new(&cfg.server.dolt_bin))
+                .to_string_lossy()
+                .into_owned();
+        }
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn parse_str(text: &str, path: &Path) -> Result<Config> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, "", &e))?;
+        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            let key = e.path().to_string();
+            toml_error(path, text, &key, e.inner())
+        })
+    }
+
+    pub(crate) fn apply_env(&mut self) {
+        if let Some(bin) = std::env::var_os("DOLT_BIN").filter(|v| !v.is_empty()) {
+            self.server.dolt_bin = bin.to_string_lossy().into_owned();
+        }
+        if let Ok(v) = std::env::var("DOLTCTL_AUTOSTART") {
+            self.client.autostart = !matches!(v.trim(), "0" | "false" | "no" | "off");
+        }
+        if let Ok(p) = std::env::var("DOLTCTL_PASSWORD") {
+            self.client.password = p;
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::ConfigValue(m));
+        if self.server.host.trim().is_empty() {
+            return bad("[server] host is empty; use \"127.0.0.1\"".into());
+        }
+        if self.restart.initial_backoff > self.restart.max_backoff {
+            return bad(format!(
+                "[restart] initial_backoff ({:?}) is larger than max_backoff ({:?})",
+                self.restart.initial_backoff, self.restart.max_backoff
+            ));
+        }
+        if self.restart.max_failures == 0 {
+            return bad("[restart] max_failures must be at least 1".into());
+        }
+        if self.logs.keep == 0 {
+            return bad("[logs] keep must be at least 1".into());
+        }
+        if self.logs.max_size < 4096 {
+            return bad(format!(
+                "[logs] max_size is {} bytes; use at least 4KiB",
+                self.logs.max_size
+            ));
+        }
+        if self.client.connect_retries == 0 {
+            return bad("[client] connect_retries must be at least 1".into());
+        }
+        if self.client.user.is_empty() {
+            return bad("[client] user is empty; use \"root\"".into());
+        }
+        if self.health.max_missed == 0 {
+            return bad("[health] max_missed must be at least 1".into());
+        }
+        if self.server.ready_timeout.is_zero() || self.health.interval.is_zero() {
+            return bad("[server] ready_timeout and [health] interval must be more than 0s".into());
+        }
+        self.validate_bootstrap()
+    }
+
+    fn validate_bootstrap(&self) -> Result<()> {
+        let b = &self.bootstrap;
+        let bad = |m: String| Err(Error::ConfigValue(m));
+        for db in &b.databases {
+            if let Err(m) = crate::config::names::check_db_name(db) {
+                return bad(format!("[bootstrap] databases: {m}"));
+            }
+        }
+        for (key, v) in [
+            ("author_name", &b.author_name),
+            ("author_email", &b.author_email),
+        ] {
+            if v.as_deref()
+                .is_some_and(|v| v.trim().is_empty() || v.contains(['<', '>']))
+            {
+                return bad(format!(
+                    "[bootstrap] {key} is empty or contains < or >; remove the key to use git's identity"
+                ));
+            }
+        }
+        for (i, s) in b.seed.iter().enumerate() {
+            let n = i + 1;
+            if let Err(m) = crate::config::names::check_db_name(&s.db) {
+                return bad(format!("[[bootstrap.seed]] number {n}: db: {m}"));
+            }
+            if s.file.as_os_str().is_empty() {
+                return bad(format!("[[bootstrap.seed]] number {n}: file is empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config file made absolute: relative to the file's directory, or to the
+    /// current directory for built-in defaults.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let base = match self.source.as_deref().and_then(Path::parent) {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        absolute(&base, p)
+    }
+}
+
+fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Error {
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+    Error::Config {
+        path: path.to_path_buf(),
+        line,
+        column,
+        key: if key.is_empty() || key == "." {
+            "(document)".into()
+        } else {
+            key.into()
+        },
+        message: e.message().trim().to_string(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+fn find_upwards(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(CONFIG_FILE_NAME))
+        .find(|p| p.is_file())
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::PortSetting;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::parse_str(s, Path::new("/x/doltctl.toml"))
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+data_dir = "db"
+[server]
+port = 3307
+ready_timeout = "5s"
+log_level = "debug"
+extra_args = ["--max-connections", "10"]
+[restart]
+max_backoff = "2s"
+[logs]
+max_size = "1MiB"
+keep = 2
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.port, PortSetting::Fixed(3307));
+        assert_eq!(c.server.ready_timeout, Duration::from_secs(5));
+        assert_eq!(c.logs.max_size, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[server]\nhost = \"127.0.0.1\"\nprot = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/x/doltctl.toml:3:"), "{msg}");
+        assert!(msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let err = parse("[restart]\n\nmax_backoff = \"soon\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(":3:"), "{msg}");
+        assert!(msg.contains("restart.max_backoff"), "{msg}");
+        assert!(msg.contains("invalid duration"), "{msg}");
+    }
+
+    #[test]
+    fn bad_port_names_key_and_line() {
+        for bad in ["port = 70000", "port = \"x\"", "port = 0"] {
+            let err = parse(&format!("[server]\n{bad}\n")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(":2:"), "{msg}");
+            assert!(msg.contains("server.port"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn bad_size_names_key_and_line() {
+        let err = parse("[logs]\n\nmax_size = \"lots\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/x/doltctl.toml:3:"), "{msg}");
+        assert!(msg.contains("logs.max_size"), "{msg}");
+        assert!(msg.contains("invalid size \"lots\""), "{msg}");
+    }
+}
