@@ -7,12 +7,15 @@ use crate::config::Config;
 
 /// Used when neither the config nor git names an author.
 pub const FALLBACK_AUTHOR_NAME: &str = "doltctl";
+/// The email that goes with [`FALLBACK_AUTHOR_NAME`].
 pub const FALLBACK_AUTHOR_EMAIL: &str = "doltctl@localhost";
 
 /// Who doltctl's commits are by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Author {
+    /// The author's name.
     pub name: String,
+    /// The author's email address.
     pub email: String,
 }
 

@@ -44,21 +44,33 @@ pub struct InitOptions {
 /// One change `init` made.
 #[derive(Debug, Clone)]
 pub enum Action {
+    /// Created the data dir, which did not exist.
     CreatedDataDir(PathBuf),
+    /// Created a database.
     CreatedDatabase {
+        /// The database.
         name: String,
+        /// With `CREATE DATABASE` through the running server, not with `dolt init`.
         through_server: bool,
     },
+    /// Imported a seed and committed it.
     AppliedSeed {
+        /// The database it went into.
         db: String,
+        /// The seed's `file` as written in the config.
         file: String,
+        /// Rows inserted (CSV/JSONL) or affected (SQL).
         rows: u64,
+        /// The Dolt commit it made.
         commit: Option<String>,
     },
     /// A seed with no record whose commit was found in the database: recorded, not applied.
     RecordedSeed {
+        /// The seed's database.
         db: String,
+        /// The seed's `file` as written in the config.
         file: String,
+        /// The commit found with the seed's message.
         commit: String,
     },
 }
@@ -102,10 +114,13 @@ impl std::fmt::Display for Action {
 /// What `init` did and found.
 #[derive(Debug, Clone, Default)]
 pub struct InitReport {
+    /// The data dir, canonical.
     pub data_dir: PathBuf,
+    /// The changes made, in order.
     pub actions: Vec<Action>,
     /// Changed seeds and the like: reported, nothing done about them.
     pub warnings: Vec<String>,
+    /// Every database the config and `--db` ask for, created now or before.
     pub databases: Vec<String>,
     /// Seeds in the config that are applied (now or before).
     pub seeds_applied: usize,

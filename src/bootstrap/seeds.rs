@@ -24,20 +24,27 @@ pub fn seeds_file(instance: &Instance) -> PathBuf {
 /// The record of applied seeds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SeedLog {
+    /// One entry per applied seed, in the order applied.
     pub applied: Vec<AppliedSeed>,
 }
 
+/// One seed that was applied (or found committed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppliedSeed {
+    /// The seed's database.
     pub db: String,
     /// The seed's `file` as written in the config.
     pub file: String,
+    /// SHA-256 of the file's content then, in hex.
     pub sha256: String,
+    /// When it was applied or recorded (RFC 3339).
     pub applied_at: String,
+    /// The Dolt commit that applied it, when known.
     pub commit: Option<String>,
 }
 
 impl SeedLog {
+    /// Reads the record at `path`; no file is an empty record.
     pub fn read(path: &Path) -> Result<SeedLog> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
