@@ -11,163 +11,28 @@
 //! # Ok(()) }
 //! ```
 
+mod connection;
+mod execute;
+mod retry;
 pub(crate) mod sqlsplit;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool};
-use serde::Serialize;
+use mysql_async::{Conn, Opts, Pool};
 
-use crate::client::sqlsplit::{is_read_only_statement, is_transaction_control};
 use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lifecycle::control;
 use crate::server::port::is_local_host;
+use connection::target_of;
+use retry::{server_code, sql_error, Retries};
 
-/// Where and how to connect. The password is kept out of `Debug`.
-#[derive(Clone, Serialize)]
-pub struct ConnectionInfo {
-    /// The server's host, as recorded by its supervisor.
-    pub host: String,
-    /// The server's TCP port.
-    pub port: u16,
-    /// The MySQL user (`[client] user`).
-    pub user: String,
-    /// The user's password (`[client] password`); never serialized or shown by `Debug`.
-    #[serde(skip)]
-    pub password: String,
-    /// The server's unix socket, when it exists.
-    pub socket: Option<PathBuf>,
-    /// The database connections start in, if any.
-    pub database: Option<String>,
-    /// The server was started read-only.
-    pub read_only: bool,
-}
-
-impl std::fmt::Debug for ConnectionInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.url_redacted())
-    }
-}
-
-impl ConnectionInfo {
-    /// `mysql://user:password@host:port/db`, user and password percent-encoded.
-    pub fn url(&self) -> String {
-        let mut u = crate::config::url::url_for(&self.user, &self.password, &self.host, self.port);
-        if let Some(db) = &self.database {
-            u.push_str(&crate::config::url::percent_encode(db));
-        }
-        u
-    }
-
-    /// The URL with the password replaced, for messages and logs.
-    pub fn url_redacted(&self) -> String {
-        let pw = if self.password.is_empty() { "" } else { "xxx" };
-        let mut u = crate::config::url::url_for(&self.user, pw, &self.host, self.port);
-        if let Some(db) = &self.database {
-            u.push_str(db);
-        }
-        u
-    }
-
-    /// The Go MySQL driver's DSN: `user:password@tcp(host:port)/db`.
-    pub fn dsn(&self) -> String {
-        let auth = if self.password.is_empty() {
-            self.user.clone()
-        } else {
-            format!("{}:{}", self.user, self.password)
-        };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "{auth}@tcp({host}:{})/{}",
-            self.port,
-            self.database.as_deref().unwrap_or("")
-        )
-    }
-
-    /// `mysql_async` connection options for this address (TCP, never the socket).
-    pub fn opts(&self) -> OptsBuilder {
-        OptsBuilder::default()
-            .ip_or_hostname(self.host.clone())
-            .tcp_port(self.port)
-            .user(Some(self.user.clone()))
-            .pass((!self.password.is_empty()).then(|| self.password.clone()))
-            .db_name(self.database.clone())
-            .prefer_socket(false)
-    }
-}
-
-/// Is an error worth retrying (a restart or start in progress), or final?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Retried: the server is starting, restarting or briefly unreachable.
-    Transient,
-    /// Returned at once: retrying cannot help.
-    Permanent,
-}
-
-/// Classifies a MySQL error. Retried: connection refused/reset/closed, server gone away, lost
-/// connection, a database read only or locked during a restart, too many connections, server
-/// starting or shutting down. Everything else (access denied, unknown table, syntax, other
-/// statement errors) is permanent.
-pub fn classify(e: &mysql_async::Error) -> ErrorKind {
-    use mysql_async::{DriverError, Error as E};
-    match e {
-        E::Io(_) => ErrorKind::Transient,
-        E::Driver(DriverError::ConnectionClosed)
-        | E::Driver(DriverError::PoolDisconnected)
-        | E::Driver(DriverError::PacketOutOfOrder) => ErrorKind::Transient,
-        E::Server(s) => {
-            let m = s.message.to_ascii_lowercase();
-            let transient_code = matches!(
-                s.code,
-                1040 // too many connections
-                | 1053 // server shutdown in progress
-                | 1077 // normal shutdown
-                | 1152 | 1153 | 1158 | 1159 | 1160 | 1161 // aborted / net errors
-                | 2002 | 2003 | 2006 | 2013 // can't connect, gone away, lost connection
-            );
-            let transient_text = [
-                "database is read only",
-                "locked by another dolt process",
-                "too many connections",
-                "server is shutting down",
-                "shutting down",
-                "starting up",
-            ]
-            .iter()
-            .any(|t| m.contains(t));
-            if transient_code || transient_text {
-                ErrorKind::Transient
-            } else {
-                ErrorKind::Permanent
-            }
-        }
-        _ => ErrorKind::Permanent,
-    }
-}
-
-/// A result set: column names and rows, as the server sent them.
-#[derive(Debug, Clone)]
-pub struct ResultSet {
-    /// Column names, in order.
-    pub columns: Vec<String>,
-    /// Column types, in the order of `columns`.
-    pub column_types: Vec<mysql_async::consts::ColumnType>,
-    /// The rows; each has one value per column.
-    pub rows: Vec<Vec<mysql_async::Value>>,
-    /// Rows the statement changed, as the server reported.
-    pub affected_rows: u64,
-}
+pub use connection::ConnectionInfo;
+pub use execute::ResultSet;
+pub use retry::{classify, ErrorKind};
 
 /// What a client intends to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,17 +208,7 @@ impl Client {
 
     /// A fresh retry budget for one operation.
     fn retries(&self) -> Retries {
-        let c = &self.cfg.client;
-        let delays = ExponentialBuilder::default()
-            .with_min_delay(c.retry_initial_delay)
-            .with_max_delay(c.retry_window)
-            .with_max_times(c.connect_retries.saturating_sub(1) as usize)
-            .with_total_delay(Some(c.retry_window))
-            .build();
-        Retries {
-            delays: Box::new(delays),
-            attempts: 0,
-        }
+        Retries::new(&self.cfg.client)
     }
 
     /// Where to connect for the next attempt: the running server; during a restart (the
@@ -479,170 +334,6 @@ impl Client {
             message: e.to_string(),
             code: server_code(&e),
         }
-    }
-
-    /// Runs SQL statements one at a time on one session; a statement that fails with a
-    /// transient error is retried on a new connection (with the client's backoff). Stops at
-    /// the first failing statement. Session state other than the database (variables, open
-    /// transactions) does not survive such a reconnect.
-    pub async fn execute(&self, statements: &[String]) -> Result<Vec<ResultSet>> {
-        let mut out = Vec::new();
-        let mut conn: Option<(Conn, ConnectionInfo)> = None;
-        for stmt in statements {
-            let mut tries = self.retries();
-            loop {
-                tries.attempts += 1;
-                let (c, info) = match conn.as_mut() {
-                    Some(c) => c,
-                    None => conn.insert(self.connect().await?),
-                };
-                let read_only = self.read_only_for(info);
-                let result = if read_only && !is_transaction_control(stmt) {
-                    run_read_only(c, stmt).await
-                } else {
-                    run_statement(c, stmt).await
-                };
-                let e = match result {
-                    Ok(mut sets) => {
-                        out.append(&mut sets);
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                if info.read_only && is_read_only_refusal(&e) {
-                    return Err(Error::ServerReadOnly {
-                        data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
-                        detail: format!("the statement was refused: {}", server_message(&e)),
-                    });
-                }
-                let kind = classify(&e);
-                let info = info.clone();
-                conn = None;
-                // Run it again only if it cannot have taken effect: the server refused it, or
-                // it only reads. A connection lost after sending a write leaves its fate
-                // unknown, and a second run could apply it twice.
-                let safe = matches!(e, mysql_async::Error::Server(_))
-                    || read_only
-                    || is_read_only_statement(stmt);
-                if !(safe && tries.again(kind).await) {
-                    return Err(sql_error(&info, tries.attempts, kind, e));
-                }
-            }
-        }
-        if let Some((c, _)) = conn {
-            let _ = c.disconnect().await;
-        }
-        Ok(out)
-    }
-}
-
-/// The retry budget of one operation: exponential delays, bounded in count and total time.
-struct Retries {
-    delays: Box<dyn Iterator<Item = Duration> + Send>,
-    attempts: u32,
-}
-
-impl Retries {
-    /// After a failure of `kind`: waits and returns true if the operation may run again.
-    async fn again(&mut self, kind: ErrorKind) -> bool {
-        if kind != ErrorKind::Transient {
-            return false;
-        }
-        match self.delays.next() {
-            Some(d) => {
-                tokio::time::sleep(d).await;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// Dolt 2.2.0 records `SET SESSION TRANSACTION READ ONLY` but enforces it only inside an
-/// explicit `START TRANSACTION READ ONLY`; so each statement of a read-only client runs in one.
-async fn run_read_only(c: &mut Conn, sql: &str) -> Result<Vec<ResultSet>, mysql_async::Error> {
-    c.query_drop("START TRANSACTION READ ONLY").await?;
-    match run_statement(c, sql).await {
-        Ok(sets) => {
-            c.query_drop("COMMIT").await?;
-            Ok(sets)
-        }
-        Err(e) => {
-            let _ = c.query_drop("ROLLBACK").await;
-            Err(e)
-        }
-    }
-}
-
-async fn run_statement(c: &mut Conn, sql: &str) -> Result<Vec<ResultSet>, mysql_async::Error> {
-    let mut result = c.query_iter(sql).await?;
-    let mut sets = Vec::new();
-    loop {
-        let columns = result.columns();
-        let affected = result.affected_rows();
-        let rows: Vec<mysql_async::Row> = result.collect().await?;
-        if let Some(cols) = columns.filter(|c| !c.is_empty()) {
-            sets.push(ResultSet {
-                columns: cols.iter().map(|c| c.name_str().into_owned()).collect(),
-                column_types: cols.iter().map(|c| c.column_type()).collect(),
-                rows: rows
-                    .iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| r.as_ref(i).cloned().unwrap_or(mysql_async::Value::NULL))
-                            .collect()
-                    })
-                    .collect(),
-                affected_rows: affected,
-            });
-        }
-        if result.is_empty() {
-            break;
-        }
-    }
-    Ok(sets)
-}
-
-fn is_read_only_refusal(e: &mysql_async::Error) -> bool {
-    let m = server_message(e).to_ascii_lowercase();
-    m.contains("read only") || m.contains("read-only")
-}
-
-fn server_message(e: &mysql_async::Error) -> String {
-    match e {
-        mysql_async::Error::Server(s) => s.message.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-fn sql_error(
-    info: &ConnectionInfo,
-    attempts: u32,
-    kind: ErrorKind,
-    e: mysql_async::Error,
-) -> Error {
-    Error::Sql {
-        target: target_of(&info.host, info.port),
-        attempts,
-        transient: kind == ErrorKind::Transient,
-        message: server_message(&e),
-        code: server_code(&e),
-    }
-}
-
-/// `host:port` as a person would type it: an IPv6 address in brackets.
-fn target_of(host: &str, port: impl std::fmt::Display) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

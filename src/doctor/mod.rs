@@ -19,11 +19,15 @@ use crate::server::{dolt, health, log as logs, port};
 use crate::sys::locks::{self, Holder};
 use crate::sys::process::{self as procinfo, ProcessIdentity};
 
+/// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
+    /// Fine.
     Ok,
+    /// Worth a look; doctor still exits 0.
     Warn,
+    /// Broken; doctor exits non-zero unless `--fix` repaired it.
     Fail,
 }
 
@@ -37,11 +41,16 @@ enum Repair {
     RotateLog(PathBuf, u32),
 }
 
+/// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// What was checked (`config`, `dolt binary`, ...).
     pub check: String,
+    /// How it came out.
     pub status: Level,
+    /// What was found: the evidence.
     pub detail: String,
+    /// The next step to take, if any.
     pub fix: Option<String>,
     /// What `--fix` did about it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +81,9 @@ impl Check {
     }
 }
 
+/// Every check `doctor` ran.
 pub struct Report {
+    /// In the order they are shown.
     pub checks: Vec<Check>,
 }
 

@@ -45,6 +45,7 @@ const READ_BUFFER: usize = 256 << 10;
 /// A Dolt commit made with the import, in the same transaction.
 #[derive(Debug, Clone)]
 pub struct CommitSpec {
+    /// The commit message.
     pub message: String,
     /// `Name <email>`.
     pub author: String,
@@ -53,7 +54,9 @@ pub struct CommitSpec {
 /// What to import.
 #[derive(Debug, Clone)]
 pub struct ImportSpec {
+    /// The data file.
     pub path: PathBuf,
+    /// The database it goes into.
     pub db: String,
     /// CSV/JSONL: the table (default: the file name without its extension).
     pub table: Option<String>,
@@ -61,12 +64,15 @@ pub struct ImportSpec {
     pub format: Option<Format>,
     /// Rows per INSERT.
     pub batch: usize,
+    /// Commit the import with this message and author.
     pub commit: Option<CommitSpec>,
     /// Show progress on stderr (for a terminal).
     pub progress: bool,
 }
 
 impl ImportSpec {
+    /// Imports `path` into `db`, with the defaults: format and table from the file name,
+    /// [`DEFAULT_BATCH`] rows per INSERT, no commit, no progress.
     pub fn new(path: impl Into<PathBuf>, db: impl Into<String>) -> ImportSpec {
         ImportSpec {
             path: path.into(),
@@ -83,13 +89,17 @@ impl ImportSpec {
 /// What an import did.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// The data file.
     pub path: PathBuf,
+    /// The database.
     pub db: String,
+    /// CSV/JSONL: the table; `None` for SQL.
     pub table: Option<String>,
     /// Rows inserted (CSV/JSONL) or rows affected (SQL).
     pub rows: u64,
     /// Statements run from a SQL file.
     pub statements: u64,
+    /// Wall time of the whole import, all attempts included.
     pub elapsed: Duration,
     /// Attempts; more than one after a transient error.
     pub attempts: u32,
@@ -98,6 +108,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Rows per second of wall time.
     pub fn rows_per_second(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
