@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! doltctl: a supervisor for `dolt sql-server`.
 //!
 //! Start with [`Client`]: it finds the server for a data dir, starts it on first use (exactly
