@@ -243,6 +243,14 @@ struct Followed {
 }
 
 impl Followed {
+    fn from_file(f: File, ino: u64) -> Followed {
+        Followed {
+            reader: BufReader::new(f),
+            ino,
+            pending: String::new(),
+        }
+    }
+
     fn open(path: &Path, from_end: bool) -> Result<Option<Followed>> {
         let f = match File::open(path) {
             Ok(f) => f,
@@ -294,6 +302,41 @@ impl Followed {
     }
 }
 
+/// The files written after the one with inode `ino`, oldest first, ending with the current
+/// log, as open handles. Opened from one consistent view of the names: if a rotation renames
+/// files while they are being opened, the view is taken again, so no file is skipped. When
+/// `ino` has been rotated out of the kept files already, all kept files are newer.
+fn newer_than(path: &Path, keep: u32, ino: u64) -> Result<Vec<(u64, File)>> {
+    let names: Vec<PathBuf> = (1..=keep)
+        .rev()
+        .map(|i| rotated(path, i))
+        .chain([path.to_path_buf()])
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut opened = Vec::new();
+        for n in &names {
+            match File::open(n) {
+                Ok(f) => opened.push(Some((f.metadata().at(n)?.ino(), f))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => opened.push(None),
+                Err(e) => return Err(crate::error::Error::io(n, e)),
+            }
+        }
+        let stable = names
+            .iter()
+            .zip(&opened)
+            .all(|(n, o)| ino_of(n) == o.as_ref().map(|(i, _)| *i));
+        if stable || std::time::Instant::now() >= deadline {
+            let files: Vec<(u64, File)> = opened.into_iter().flatten().collect();
+            let start = files
+                .iter()
+                .position(|(i, _)| *i == ino)
+                .map_or(0, |p| p + 1);
+            return Ok(files.into_iter().skip(start).collect());
+        }
+    }
+}
+
 fn ino_of(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
@@ -320,17 +363,19 @@ pub fn follow(
             Some(f) => {
                 progressed |= f.drain(path, &mut out, filter, false)?;
                 if ino_of(path).is_some_and(|ino| ino != f.ino) {
-                    // Rotated: the writer is done with our file.
+                    // Rotated: the writer is done with our file. Read it to its end, then
+                    // every file rotated after it, then follow the new one from its start.
                     f.drain(path, &mut out, filter, true)?;
-                    let ours = (1..=keep).find(|i| ino_of(&rotated(path, *i)) == Some(f.ino));
-                    if let Some(i) = ours {
-                        for j in (1..i).rev() {
-                            if let Some(mut mid) = Followed::open(&rotated(path, j), false)? {
-                                mid.drain(path, &mut out, filter, true)?;
-                            }
-                        }
+                    let newer = newer_than(path, keep, f.ino)?;
+                    let Some((last, rotated_between)) = newer.split_last() else {
+                        cur = Followed::open(path, false)?;
+                        continue;
+                    };
+                    for mid in rotated_between {
+                        let mut mid = Followed::from_file(mid.1.try_clone().at(path)?, mid.0);
+                        mid.drain(path, &mut out, filter, true)?;
                     }
-                    cur = Followed::open(path, false)?;
+                    cur = Some(Followed::from_file(last.1.try_clone().at(path)?, last.0));
                     continue;
                 }
             }
