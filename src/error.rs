@@ -214,6 +214,8 @@ pub enum Error {
         message: String,
         /// The server's error code, if the server answered.
         code: Option<u16>,
+        /// The driver's error, when one caused this.
+        source: Option<Box<mysql_async::Error>>,
     },
 
     /// A write was attempted on a read-only server.
@@ -313,5 +315,32 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn wrapped_errors_stay_reachable_as_sources_and_in_the_message() {
+        let e = Error::io(
+            "/x/state.json",
+            std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        );
+        let src = e.source().expect("the io error is the source");
+        assert!(src.downcast_ref::<std::io::Error>().is_some());
+        assert!(
+            e.to_string().starts_with("/x/state.json: No space left"),
+            "{e}"
+        );
+
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let e = Error::StateFile {
+            path: "/x/state.json".into(),
+            source: json,
+        };
+        assert!(e.source().is_some_and(|s| s.is::<serde_json::Error>()));
     }
 }

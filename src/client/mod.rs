@@ -333,6 +333,7 @@ impl Client {
             transient: classify(&e) == ErrorKind::Transient,
             message: e.to_string(),
             code: server_code(&e),
+            source: Some(Box::new(e)),
         }
     }
 }

@@ -126,5 +126,6 @@ pub(super) fn sql_error(
         transient: kind == ErrorKind::Transient,
         message: server_message(&e),
         code: server_code(&e),
+        source: Some(Box::new(e)),
     }
 }
