@@ -281,6 +281,17 @@ pub enum Error {
         /// Its error output.
         message: String,
     },
+
+    /// `doltctl sql` on a terminal needs a MySQL-protocol client program.
+    #[error(
+        "no MySQL client on PATH for an interactive session (looked for {looked}): install one \
+         (Debian/Ubuntu: apt-get install mariadb-client; Fedora: dnf install mariadb; \
+         macOS: brew install mysql-client), or pass statements with -q or on stdin"
+    )]
+    NoSqlClient {
+        /// The programs looked for.
+        looked: String,
+    },
 }
 
 fn holder_text(holder: &Option<(i32, String)>) -> String {

@@ -1,18 +1,22 @@
 //! The `doltctl` command line: a thin layer over the library. Human output on stdout,
 //! diagnostics on stderr. Only parses arguments: every command is a function of
-//! `doltctl::cli`. Exit codes: 0 ok, 1 error, 2 usage, 3 not running, 4 not ready.
+//! `doltctl::cli`. Exit codes: see `doltctl::cli::HELP_FOOTER` (`doltctl --help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand};
-use doltctl::cli::{self, ImportArgs, LogFilter, SqlArgs};
+use clap::{CommandFactory, Parser, Subcommand};
+use doltctl::cli::{self, ImportArgs, LogFilter, LogsArgs, SqlArgs, StartArgs};
 use doltctl::Config;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EnvFormat {
+    /// `export K='v'` lines, for `eval "$(doltctl env)"`.
     Sh,
+    /// `K="v"` lines, for a .env file.
     Dotenv,
+    /// One JSON object: url, Go DSN, parts and the variables.
     Json,
 }
 
@@ -20,7 +24,11 @@ enum EnvFormat {
 #[command(
     name = "doltctl",
     version,
-    about = "Supervise dolt sql-server for a data dir"
+    about = "Supervise dolt sql-server for a data dir",
+    long_about = "Supervise dolt sql-server for a data dir: start it on first use, prove it \
+                  ready, restart it when it crashes or wedges, stop it cleanly, and hand out a \
+                  connection URL that works. Linux only.",
+    after_help = cli::HELP_FOOTER
 )]
 struct Cli {
     #[command(flatten)]
@@ -42,6 +50,9 @@ enum Cmd {
         /// Start the server afterwards and print its URL (last line).
         #[arg(long)]
         start: bool,
+        /// Print nothing on stdout (warnings still go to stderr).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Check everything a server needs; exit 0 when nothing FAILs. Never starts a server.
     Doctor {
@@ -52,6 +63,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print doltctl's version, the dolt binary it uses (path and version) and the dolt
+    /// version it is tested with; exit 1 when dolt is missing or does not run.
+    Version {
+        /// Print one JSON object: doltctl, dolt {path, version, error}, pinned_dolt.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script, e.g. `doltctl completions bash > /etc/bash_completion.d/doltctl`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: cli::Shell,
+    },
+    /// Print the man page (roff), e.g. `doltctl man > /usr/local/share/man/man1/doltctl.1`.
+    Man,
 }
 
 /// The commands that run on a loaded config.
@@ -59,16 +85,45 @@ enum Cmd {
 enum Op {
     /// Run the supervisor in the foreground (logs to stderr; Ctrl-C stops server and supervisor).
     Run(cli::RunArgs),
-    /// Start a detached supervisor and wait until the server is ready; prints the URL.
+    /// Start a detached supervisor and wait until the server is ready; prints the URL (as `url`
+    /// does) as the last line.
     Start {
         /// Serve read-only.
         #[arg(long)]
         read_only: bool,
+        /// Print nothing.
+        #[arg(short, long)]
+        quiet: bool,
+        /// --wait=false: return once the supervisor runs and has registered, without waiting
+        /// for the server to be ready; prints nothing.
+        #[arg(
+            long,
+            value_name = "BOOL",
+            default_value_t = true,
+            action = clap::ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        wait: bool,
     },
     /// Stop the server and its supervisor; not running is success.
-    Stop,
-    /// Restart the server (also leaves the `failed` state); starts it if not running.
-    Restart,
+    Stop {
+        /// Print nothing.
+        #[arg(short, long)]
+        quiet: bool,
+        /// How long the server gets to shut down after SIGTERM before it is killed, for this
+        /// stop (overrides [server] stop_timeout, up to the running supervisor's own).
+        #[arg(long, value_name = "DURATION", value_parser = doltctl::config::parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Restart the server (also leaves the `failed` state); starts it if not running. Prints
+    /// the URL.
+    Restart {
+        /// Print nothing.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready.
     Status {
         /// Print the state as JSON.
@@ -80,22 +135,39 @@ enum Op {
         /// Start the server first if it is not running.
         #[arg(long)]
         ensure: bool,
+        /// Put this database in the URL's path.
+        #[arg(short, long, value_name = "DB")]
+        database: Option<String>,
     },
     /// Print connection variables (DATABASE_URL, MYSQL_HOST, ...) for a shell, a .env file or JSON.
     Env {
         /// Start the server first if it is not running.
         #[arg(long)]
         ensure: bool,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = EnvFormat::Sh)]
         format: EnvFormat,
+        /// Put this database in DATABASE_URL and MYSQL_DATABASE.
+        #[arg(short, long, value_name = "DB")]
+        database: Option<String>,
     },
     /// Run a command with the connection variables set (starting the server if needed);
-    /// its exit code is passed through.
+    /// its exit code is passed through (126: cannot execute, 127: not found).
     Exec {
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        /// Put this database in DATABASE_URL and MYSQL_DATABASE.
+        #[arg(short, long, value_name = "DB")]
+        database: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<std::ffi::OsString>,
     },
-    /// Run SQL statements (from -q or stdin) through the retrying client.
+    /// Run SQL statements (from -q or stdin) through the retrying client. On a terminal
+    /// without -q: an interactive mariadb/mysql client on this server.
     Sql {
         /// Database to use.
         #[arg(short, long)]
@@ -136,9 +208,15 @@ enum Op {
         /// Keep printing new lines as they come.
         #[arg(short, long)]
         follow: bool,
-        /// How many lines to print first.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: usize,
+        /// How many lines to print first [default: 50, or all since --since].
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+        /// Only lines since then: a duration ago (10m, 2h) or an RFC 3339 timestamp.
+        #[arg(long, value_name = "D|TIMESTAMP", value_parser = cli::parse_since)]
+        since: Option<SystemTime>,
+        /// One JSON object per line: {"time", "source": "dolt"|"doltctl", "text"}.
+        #[arg(long)]
+        json: bool,
         /// Only the supervisor's events.
         #[arg(long, conflicts_with = "server")]
         supervisor: bool,
@@ -150,7 +228,7 @@ enum Op {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(matches!(cli.command, Cmd::Op(Op::Run(_))));
+    cli::setup(matches!(cli.command, Cmd::Op(Op::Run(_))));
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -166,19 +244,42 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
         // Doctor reports a broken config as one of its findings instead of stopping at it.
         Cmd::Doctor { fix, json } => return cli::doctor(&src, fix, json),
         // Init writes the config when there is none.
-        Cmd::Init { databases, start } => return cli::init(&src, &databases, start),
+        Cmd::Init {
+            databases,
+            start,
+            quiet,
+        } => return cli::init(&src, &databases, start, quiet),
+        // Version works without a usable config.
+        Cmd::Version { json } => return cli::version(&src, json),
+        Cmd::Completions { shell } => return cli::completions(Cli::command(), shell),
+        Cmd::Man => return cli::man(Cli::command()),
         Cmd::Op(op) => op,
     };
     let cfg = Config::discover(&src)?;
     match op {
         Op::Run(args) => cli::run(cfg, args),
-        Op::Start { read_only } => cli::start(cfg, read_only),
-        Op::Stop => cli::stop(&cfg),
-        Op::Restart => cli::restart(&cfg),
+        Op::Start {
+            read_only,
+            quiet,
+            wait,
+        } => cli::start(
+            cfg,
+            StartArgs {
+                read_only,
+                quiet,
+                wait,
+            },
+        ),
+        Op::Stop { quiet, timeout } => cli::stop(cfg, quiet, timeout),
+        Op::Restart { quiet } => cli::restart(&cfg, quiet),
         Op::Status { json } => cli::status(&cfg, json),
-        Op::Url { ensure } => cli::url(cfg, ensure),
-        Op::Env { ensure, format } => cli::env(cfg, ensure, format.into()),
-        Op::Exec { command } => cli::exec(cfg, &command),
+        Op::Url { ensure, database } => cli::url(cfg, ensure, database),
+        Op::Env {
+            ensure,
+            format,
+            database,
+        } => cli::env(cfg, ensure, format.into(), database),
+        Op::Exec { database, command } => cli::exec(cfg, database, &command),
         Op::Sql {
             database,
             query,
@@ -214,6 +315,8 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
         Op::Logs {
             follow,
             lines,
+            since,
+            json,
             supervisor,
             server,
         } => {
@@ -222,7 +325,16 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
                 (false, true) => LogFilter::Server,
                 _ => LogFilter::All,
             };
-            cli::logs(&cfg, follow, lines, filter)
+            cli::logs(
+                &cfg,
+                LogsArgs {
+                    follow,
+                    lines,
+                    filter,
+                    since,
+                    json,
+                },
+            )
         }
     }
 }
@@ -234,5 +346,49 @@ impl From<EnvFormat> for cli::EnvFormat {
             EnvFormat::Dotenv => cli::EnvFormat::Dotenv,
             EnvFormat::Json => cli::EnvFormat::Json,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and subcommand says what it is for, in `--help`, the man page and the
+    /// completions.
+    #[test]
+    fn every_argument_and_command_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                if s.get_name() != "help" && s.get_about().is_none() {
+                    missing.push(format!("{path} {}", s.get_name()));
+                }
+                walk(s, &path, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn start_wait_takes_an_explicit_false() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Cmd::Op(Op::Start { wait, .. })) => Ok(wait),
+            Ok(_) => panic!("not start"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(parse(&["doltctl", "start"]), Ok(true));
+        assert_eq!(parse(&["doltctl", "start", "--wait"]), Ok(true));
+        assert_eq!(parse(&["doltctl", "start", "--wait=false"]), Ok(false));
+        assert!(parse(&["doltctl", "start", "--wait=maybe"]).is_err());
     }
 }

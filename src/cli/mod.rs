@@ -3,26 +3,35 @@
 //! diagnostics on stderr, and returns the process exit code. The binary only parses arguments.
 //!
 //! Exit codes: 0 ok, 1 error, 2 usage (clap), 3 not running, 4 not ready; `exec` passes its
-//! command's code through.
+//! command's code through (126: cannot execute, 127: not found). The full list is
+//! [`HELP_FOOTER`].
 
+mod docs;
 mod exec;
+mod interactive;
 pub(crate) mod render;
 mod status;
 mod supervise;
+mod version;
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use crate::client::{Access, Client, ConnectionInfo};
 use crate::config::{Config, ConfigSource, Instance};
 use crate::error::{IoContext, Result};
 use crate::lifecycle::control::{self, StartOptions, Stopped};
+use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
+pub use docs::{completions, man, Shell, HELP_FOOTER};
+pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 pub use status::status;
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
+pub use version::{version, VERSION};
 
 /// Exit code: no server is running.
 pub const EXIT_NOT_RUNNING: u8 = 3;
@@ -60,6 +69,31 @@ pub fn runtime(supervisor: bool) -> Result<tokio::runtime::Runtime> {
     b.enable_all().build().at("the async runtime")
 }
 
+/// Prepares the process for a command: SIGPIPE's default action for client commands (see
+/// [`exit_quietly_on_closed_output`]), then diagnostics on stderr ([`init_logging`]).
+/// `supervisor`: the command is `run`.
+pub fn setup(supervisor: bool) {
+    if !supervisor {
+        exit_quietly_on_closed_output();
+    }
+    init_logging(supervisor);
+}
+
+/// Gives SIGPIPE back its default action, so that a command whose output is closed early
+/// (`doltctl logs | head -1`) ends quietly at its next write, as `cat` does, instead of
+/// failing on it (Rust ignores SIGPIPE, and `println!` then panics). Only for commands that
+/// end when their reader does: never for the supervisor (`run`), which must outlive a closed
+/// terminal or log reader. Network writes are unaffected (sockets are written with
+/// `MSG_NOSIGNAL`), and programs doltctl starts get the default action anyway.
+pub fn exit_quietly_on_closed_output() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs the default disposition, no handler code; called at the start of main
+    // before any thread exists.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        tracing::debug!("cannot restore SIGPIPE: {e}");
+    }
+}
+
 /// The default log filter for a command's diagnostics (overridden by `DOLTCTL_LOG`).
 pub fn default_log_level(supervisor: bool) -> &'static str {
     if supervisor {
@@ -79,33 +113,159 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `doltctl start`: a detached supervisor; prints the URL once the server is ready.
-pub fn start(mut cfg: Config, read_only: bool) -> Result<ExitCode> {
-    cfg.server.read_only |= read_only;
-    let state = runtime(false)?.block_on(control::start_with(&cfg, &StartOptions::default()))?;
-    println!("{}", state.url.unwrap_or_default());
-    Ok(ExitCode::SUCCESS)
+/// The options of `doltctl start`.
+#[derive(Debug, Clone, Copy)]
+pub struct StartArgs {
+    /// Serve read-only.
+    pub read_only: bool,
+    /// Print nothing.
+    pub quiet: bool,
+    /// Wait until the server is ready (the default). Without it, return as soon as a
+    /// supervisor runs and has recorded itself, and print nothing.
+    pub wait: bool,
 }
 
-/// `doltctl stop`.
-pub fn stop(cfg: &Config) -> Result<ExitCode> {
-    match runtime(false)?.block_on(control::stop(cfg))? {
-        Stopped::NotRunning => println!("not running"),
-        Stopped::Stopped => println!("stopped"),
+impl Default for StartArgs {
+    fn default() -> StartArgs {
+        StartArgs {
+            read_only: false,
+            quiet: false,
+            wait: true,
+        }
+    }
+}
+
+/// `doltctl start`: a detached supervisor; prints the URL once the server is ready, exactly
+/// as `doltctl url` prints it.
+pub fn start(mut cfg: Config, args: StartArgs) -> Result<ExitCode> {
+    cfg.server.read_only |= args.read_only;
+    let rt = runtime(false)?;
+    if !args.wait {
+        rt.block_on(start_no_wait(&cfg))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = rt.block_on(control::start_with(&cfg, &StartOptions::default()))?;
+    if !args.quiet {
+        println!("{}", url_of(&cfg, &state));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `doltctl restart`.
-pub fn restart(cfg: &Config) -> Result<ExitCode> {
-    let state = runtime(false)?.block_on(control::restart(cfg))?;
-    println!("{}", state.url.unwrap_or_default());
+/// Starts a supervisor like `start` does, but returns once one runs and has recorded itself
+/// (starting, backoff or running), not when its server is ready. Errors `start` would see
+/// before that (the supervisor exits at once, a writable server runs where a read-only one is
+/// wanted) are still returned.
+async fn start_no_wait(cfg: &Config) -> Result<()> {
+    let registered = async {
+        loop {
+            if let Ok(st) = control::status(cfg) {
+                let up = st
+                    .state
+                    .as_ref()
+                    .filter(|_| st.supervisor_alive)
+                    .is_some_and(|s| {
+                        matches!(s.kind(), Phase::Starting | Phase::Backoff | Phase::Running)
+                            && (s.read_only || !cfg.server.read_only)
+                    });
+                if up {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Dropping the start once the supervisor is registered leaves it running: it is detached,
+    // in its own session, and never killed with its launcher.
+    let opts = StartOptions::default();
+    tokio::select! {
+        biased;
+        r = control::start_with(cfg, &opts) => r.map(|_| ()),
+        () = registered => Ok(()),
+    }
+}
+
+/// The URL of a running server as `url` prints it: the client's user and password, the
+/// server's address.
+fn url_of(cfg: &Config, state: &State) -> String {
+    ConnectionInfo {
+        host: state.host.clone(),
+        port: state.port,
+        user: cfg.client.user.clone(),
+        password: cfg.client.password.clone(),
+        socket: None,
+        database: None,
+        read_only: state.read_only,
+    }
+    .url()
+}
+
+/// `doltctl stop [--timeout D]`: `timeout` overrides `stop_timeout` for this stop (how long the
+/// server gets after SIGTERM before it is killed).
+pub fn stop(mut cfg: Config, quiet: bool, timeout: Option<Duration>) -> Result<ExitCode> {
+    let rt = runtime(false)?;
+    let stopped = match timeout {
+        None => rt.block_on(control::stop(&cfg))?,
+        Some(t) => {
+            cfg.server.stop_timeout = t;
+            rt.block_on(stop_within(&cfg, t))?
+        }
+    };
+    if !quiet {
+        match stopped {
+            Stopped::NotRunning => println!("not running"),
+            Stopped::Stopped => println!("stopped"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `doltctl url [--ensure]`.
-pub fn url(cfg: Config, ensure: bool) -> Result<ExitCode> {
+/// A stop whose server gets `grace` to shut down. The supervisor escalates to SIGKILL after
+/// the `stop_timeout` it was started with; when `grace` is shorter, the server (still the
+/// recorded process, its own group) is killed here once `grace` has passed, and the supervisor
+/// then finishes the stop as usual. (`cfg.server.stop_timeout` is `grace`, so an orphan
+/// without a supervisor gets `grace` too.)
+async fn stop_within(cfg: &Config, grace: Duration) -> Result<Stopped> {
+    let server = control::status(cfg)
+        .ok()
+        .and_then(|st| st.state)
+        .and_then(|s| s.server().cloned());
+    let stop = control::stop(cfg);
+    tokio::pin!(stop);
+    tokio::select! {
+        r = &mut stop => return r,
+        () = tokio::time::sleep(grace) => {}
+    }
+    if let Some(server) = server.filter(|s| s.is_running()) {
+        tracing::warn!(
+            pid = server.pid,
+            "server still running after {grace:?}; sending SIGKILL"
+        );
+        let _ = server.signal_group(nix::sys::signal::Signal::SIGKILL);
+    }
+    stop.await
+}
+
+/// `doltctl restart`: prints the URL as `start` does.
+pub fn restart(cfg: &Config, quiet: bool) -> Result<ExitCode> {
+    let state = runtime(false)?.block_on(control::restart(cfg))?;
+    if !quiet {
+        println!("{}", url_of(cfg, &state));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client for a command, with the database it asked for.
+fn cli_client(cfg: Config, database: Option<String>) -> Client {
     let client = Client::from_config(cfg).access(Access::Auto);
+    match database {
+        Some(db) => client.database(db),
+        None => client,
+    }
+}
+
+/// `doltctl url [--ensure] [--database DB]`.
+pub fn url(cfg: Config, ensure: bool, database: Option<String>) -> Result<ExitCode> {
+    let client = cli_client(cfg, database);
     match connection(&client, ensure)? {
         Some(info) => {
             println!("{}", info.url());
@@ -115,34 +275,81 @@ pub fn url(cfg: Config, ensure: bool) -> Result<ExitCode> {
     }
 }
 
-/// `doltctl env [--ensure] [--format]`.
-pub fn env(cfg: Config, ensure: bool, format: EnvFormat) -> Result<ExitCode> {
-    let client = Client::from_config(cfg).access(Access::Auto);
+/// `doltctl env [--ensure] [--format] [--database DB]`.
+pub fn env(
+    cfg: Config,
+    ensure: bool,
+    format: EnvFormat,
+    database: Option<String>,
+) -> Result<ExitCode> {
+    let client = cli_client(cfg, database);
     let Some(info) = connection(&client, ensure)? else {
         return Ok(not_running(&client));
     };
+    let mut out = std::io::stdout().lock();
     match format {
         EnvFormat::Sh => {
             for (k, v) in render::env_vars(&info) {
-                println!("export {k}={}", render::sh_quote(&v));
+                writeln!(out, "export {k}={}", render::sh_quote(&v)).at("stdout")?;
             }
         }
         EnvFormat::Dotenv => {
             for (k, v) in render::env_vars(&info) {
-                println!("{k}={}", render::dotenv_quote(&v));
+                writeln!(out, "{k}={}", render::dotenv_quote(&v)).at("stdout")?;
             }
         }
-        EnvFormat::Json => println!("{:#}", render::connection_json(&info)),
+        EnvFormat::Json => writeln!(out, "{:#}", render::connection_json(&info)).at("stdout")?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `doltctl exec CMD...`: runs CMD with the connection variables, starting the server first.
-pub fn exec(cfg: Config, command: &[OsString]) -> Result<ExitCode> {
-    let client = Client::from_config(cfg).access(Access::Auto);
+/// `doltctl exec [--database DB] CMD...`: runs CMD with the connection variables (those of
+/// `env`) plus `MYSQL_HOME`, a directory whose `my.cnf` gives the mysql/mariadb clients the
+/// user, host and port; the password reaches them only through `MYSQL_PWD`. Starts the
+/// server first if needed.
+pub fn exec(cfg: Config, database: Option<String>, command: &[OsString]) -> Result<ExitCode> {
+    let client = cli_client(cfg, database);
     let rt = runtime(false)?;
     let info = rt.block_on(client.ensure())?;
-    rt.block_on(exec::run(command, &render::env_vars(&info)))
+    let mut vars = render::env_vars(&info);
+    if let Some(home) = mysql_home(client.config(), &info) {
+        vars.push(("MYSQL_HOME".into(), home.to_string_lossy().into_owned()));
+    }
+    rt.block_on(exec::run(command, &vars, exec::Forward::IntAndTerm))
+}
+
+/// Writes `<data_dir>/.doltctl/mysql-client/<database>/my.cnf` (see
+/// [`render::client_option_file`]; one per database, so concurrent `exec`s for different
+/// databases never see each other's) and returns its directory; `None` (with a warning) when
+/// it cannot be written, so `exec` still runs its command.
+fn mysql_home(cfg: &Config, info: &ConnectionInfo) -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let name = match &info.database {
+        Some(db) => format!("db-{}", crate::config::url::percent_encode(db)),
+        None => "default".into(),
+    };
+    let dir = Instance::new(&cfg.data_dir)
+        .runtime_dir()
+        .join("mysql-client")
+        .join(name);
+    let written = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .at(&dir)
+        .and_then(|()| {
+            crate::sys::atomic::write_atomic(
+                &dir.join("my.cnf"),
+                render::client_option_file(info).as_bytes(),
+            )
+        });
+    match written {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!("{e}; mysql clients will not get the user from doltctl");
+            None
+        }
+    }
 }
 
 /// What `doltctl sql` runs.
@@ -158,8 +365,12 @@ pub struct SqlArgs {
     pub read_only: bool,
 }
 
-/// `doltctl sql`.
+/// `doltctl sql`: the statements of `-q`, else of stdin. On a terminal without `-q`, an
+/// interactive mysql/mariadb client instead (see [`interactive`]).
 pub fn sql(cfg: Config, args: SqlArgs) -> Result<ExitCode> {
+    if args.query.is_none() && std::io::stdin().is_terminal() {
+        return interactive::sql(cfg, &args);
+    }
     let mut client = Client::from_config(cfg).access(Access::Auto);
     if let Some(db) = args.database {
         client = client.database(db);
@@ -176,11 +387,12 @@ pub fn sql(cfg: Config, args: SqlArgs) -> Result<ExitCode> {
         .map(|s| s.text)
         .collect();
     let sets = runtime(false)?.block_on(client.execute(&statements))?;
+    let mut out = std::io::stdout().lock();
     for rs in &sets {
         if args.json {
-            println!("{}", render::result_json(rs));
+            writeln!(out, "{}", render::result_json(rs)).at("stdout")?;
         } else {
-            print!("{}", render::result_table(rs));
+            write!(out, "{}", render::result_table(rs)).at("stdout")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -220,29 +432,69 @@ pub fn import(cfg: &Config, args: ImportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many lines `logs` prints first when neither `-n` nor `--since` says.
+pub const DEFAULT_LOG_LINES: usize = 50;
+
+/// What `doltctl logs` prints.
+#[derive(Debug, Clone, Copy)]
+pub struct LogsArgs {
+    /// Keep printing new lines.
+    pub follow: bool,
+    /// How many lines to print first: the last N (of those `since` selects). Default: all lines
+    /// since `since` when it is given, else [`DEFAULT_LOG_LINES`].
+    pub lines: Option<usize>,
+    /// Which sources.
+    pub filter: LogFilter,
+    /// Only lines written at or after this time (see [`parse_since`]).
+    pub since: Option<SystemTime>,
+    /// One JSON object per line: `{"time", "source", "text"}`.
+    pub json: bool,
+}
+
+/// Parses `logs --since`: a duration (`10m`: that long ago) or an RFC 3339 timestamp.
+pub fn parse_since(s: &str) -> std::result::Result<SystemTime, String> {
+    logs::parse_since(s, SystemTime::now())
+}
+
 /// `doltctl logs`.
-pub fn logs(cfg: &Config, follow: bool, lines: usize, filter: LogFilter) -> Result<ExitCode> {
+pub fn logs(cfg: &Config, args: LogsArgs) -> Result<ExitCode> {
     let path = Instance::new(&cfg.data_dir).server_log();
-    for l in logs::read_tail_filtered(&path, cfg.logs.keep, lines, filter)? {
-        println!("{l}");
+    let view = logs::View {
+        filter: args.filter,
+        since: args.since,
+        json: args.json,
+    };
+    let n = match (args.lines, args.since) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_LOG_LINES),
+    };
+    let mut out = std::io::stdout().lock();
+    for l in logs::read_selected(&path, cfg.logs.keep, n, &view)? {
+        writeln!(out, "{}", view.render(&l)).at("stdout")?;
     }
-    if follow {
-        logs::follow(
-            &path,
-            cfg.logs.keep,
-            filter,
-            std::io::stdout().lock(),
-            || false,
-        )?;
+    out.flush().at("stdout")?;
+    if args.follow {
+        logs::follow(&path, cfg.logs.keep, &view, out, || false)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `doltctl init`.
-pub fn init(src: &ConfigSource, databases: &[String], start: bool) -> Result<ExitCode> {
+/// `doltctl init`: with `quiet`, nothing on stdout (warnings still go to stderr).
+pub fn init(
+    src: &ConfigSource,
+    databases: &[String],
+    start: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
     let (path, wrote) = crate::bootstrap::ensure_config(src, databases)?;
+    let mut out: Box<dyn Write> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     if wrote {
-        println!("wrote {}", path.display());
+        writeln!(out, "wrote {}", path.display()).at("stdout")?;
     }
     let cfg = Config::discover(&ConfigSource {
         explicit: Some(path),
@@ -255,16 +507,18 @@ pub fn init(src: &ConfigSource, databases: &[String], start: bool) -> Result<Exi
     };
     let report = runtime(false)?.block_on(crate::bootstrap::init(&cfg, &opts))?;
     for a in &report.actions {
-        println!("{a}");
+        writeln!(out, "{a}").at("stdout")?;
     }
     for w in &report.warnings {
         eprintln!("doltctl: warning: {w}");
     }
     if report.actions.is_empty() && !wrote {
-        println!("{}", report.in_place_line());
+        writeln!(out, "{}", report.in_place_line()).at("stdout")?;
     }
     if let Some(url) = &report.url {
-        println!("{url}");
+        // As `url` prints it (with the password, when there is one).
+        let running = Client::from_config(cfg).running().ok().flatten();
+        writeln!(out, "{}", running.map_or_else(|| url.clone(), |i| i.url())).at("stdout")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -273,8 +527,9 @@ pub fn init(src: &ConfigSource, databases: &[String], start: bool) -> Result<Exi
 pub fn doctor(src: &ConfigSource, fix: bool, json: bool) -> Result<ExitCode> {
     use crate::doctor::Level;
     let report = runtime(false)?.block_on(crate::doctor::run(src, fix));
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{:#}", serde_json::json!(report.checks));
+        writeln!(out, "{:#}", serde_json::json!(report.checks)).at("stdout")?;
     } else {
         for c in &report.checks {
             let level = match c.status {
@@ -282,11 +537,11 @@ pub fn doctor(src: &ConfigSource, fix: bool, json: bool) -> Result<ExitCode> {
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            println!("{level}  {}: {}", c.check, c.detail);
+            writeln!(out, "{level}  {}: {}", c.check, c.detail).at("stdout")?;
             if let Some(f) = &c.fixed {
-                println!("      fixed: {f}");
+                writeln!(out, "      fixed: {f}").at("stdout")?;
             } else if let Some(f) = c.fix.as_ref().filter(|_| c.status != Level::Ok) {
-                println!("      fix: {f}");
+                writeln!(out, "      fix: {f}").at("stdout")?;
             }
         }
     }

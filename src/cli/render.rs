@@ -119,7 +119,11 @@ pub fn result_table(rs: &ResultSet) -> String {
     out
 }
 
-/// The variables `doltctl env` and `doltctl exec` hand to other programs.
+/// The variables `doltctl env` and `doltctl exec` hand to other programs: the URL (with the
+/// database, if one was asked for), and what the mysql/mariadb clients read from the
+/// environment (`MYSQL_HOST`, `MYSQL_TCP_PORT`, `MYSQL_PWD` when there is a password,
+/// `MYSQL_UNIX_PORT`), plus `MYSQL_DATABASE` (the convention of MySQL images and many apps)
+/// when a database was asked for.
 pub fn env_vars(info: &ConnectionInfo) -> Vec<(String, String)> {
     let url = info.url();
     let mut v = vec![
@@ -128,12 +132,38 @@ pub fn env_vars(info: &ConnectionInfo) -> Vec<(String, String)> {
         ("MYSQL_HOST".to_string(), info.host.clone()),
         ("MYSQL_TCP_PORT".to_string(), info.port.to_string()),
     ];
+    if !info.password.is_empty() {
+        v.push(("MYSQL_PWD".into(), info.password.clone()));
+    }
     if let Some(s) = &info.socket {
         v.push(("MYSQL_UNIX_PORT".into(), s.to_string_lossy().into_owned()));
+    }
+    if let Some(db) = &info.database {
+        v.push(("MYSQL_DATABASE".into(), db.clone()));
     }
     v.push(("DOLT_HOST".into(), info.host.clone()));
     v.push(("DOLT_PORT".into(), info.port.to_string()));
     v
+}
+
+/// A MySQL option file (`my.cnf`) with the `[client]` user, host and port, and the database
+/// in `[mysql]` (the group of the mysql/mariadb shells only: dump and admin tools refuse a
+/// `database` option). Never the password. The clients take their default user from the login
+/// name, not from the environment, so `exec` hands them this file through `MYSQL_HOME`.
+pub fn client_option_file(info: &ConnectionInfo) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut f = format!(
+        "# Written by doltctl exec for the mysql/mariadb clients it runs. No password here:\n\
+         # that comes from MYSQL_PWD in the command's environment.\n\
+         [client]\nuser = {}\nhost = {}\nport = {}\n",
+        q(&info.user),
+        q(&info.host),
+        info.port
+    );
+    if let Some(db) = &info.database {
+        f.push_str(&format!("[mysql]\ndatabase = {}\n", q(db)));
+    }
+    f
 }
 
 /// Single-quoted for POSIX sh: nothing inside is expanded.
@@ -184,6 +214,42 @@ mod tests {
     fn sh_quoting_survives_hostile_values() {
         assert_eq!(sh_quote("a'b $x"), r"'a'\''b $x'");
         assert_eq!(dotenv_quote("a\"b$x\\"), r#""a\"b\$x\\""#);
+    }
+
+    #[test]
+    fn option_file_quotes_and_leaves_out_the_password() {
+        let info = ConnectionInfo {
+            host: "127.0.0.1".into(),
+            port: 3307,
+            user: r#"a"b\c"#.into(),
+            password: "secret".into(),
+            socket: None,
+            database: Some("app".into()),
+            read_only: false,
+        };
+        let f = client_option_file(&info);
+        assert!(
+            f.contains("[client]\nuser = \"a\\\"b\\\\c\"\nhost = \"127.0.0.1\"\nport = 3307\n"),
+            "{f}"
+        );
+        assert!(f.ends_with("[mysql]\ndatabase = \"app\"\n"), "{f}");
+        assert!(!f.contains("secret"));
+        let vars = env_vars(&info);
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("MYSQL_PWD"), Some("secret"));
+        assert_eq!(get("MYSQL_DATABASE"), Some("app"));
+        assert_eq!(
+            get("DATABASE_URL"),
+            Some("mysql://a%22b%5Cc:secret@127.0.0.1:3307/app")
+        );
+        let none = env_vars(&ConnectionInfo {
+            password: String::new(),
+            database: None,
+            ..info
+        });
+        assert!(none
+            .iter()
+            .all(|(k, _)| k != "MYSQL_PWD" && k != "MYSQL_DATABASE"));
     }
 
     #[test]

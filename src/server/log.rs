@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::{IoContext, Result};
 use crate::sys::clock::now_rfc3339;
@@ -15,10 +15,23 @@ use crate::sys::clock::now_rfc3339;
 /// How many recent lines are kept in memory for error reports.
 const TAIL_LINES: usize = 40;
 
+/// Who wrote a line of the server log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// Dolt's own output (stdout and stderr).
     Dolt,
+    /// The supervisor's events.
     Supervisor,
+}
+
+impl Source {
+    /// The tag the line carries: `dolt` or `doltctl`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Source::Dolt => "dolt",
+            Source::Supervisor => "doltctl",
+        }
+    }
 }
 
 pub struct ServerLog {
@@ -75,11 +88,7 @@ impl ServerLog {
     /// Appends one line. A log write failure never stops the supervisor: it is reported once
     /// through tracing and the line is kept in the in-memory tail.
     pub fn line(&self, source: Source, text: &str) {
-        let tag = match source {
-            Source::Dolt => "dolt",
-            Source::Supervisor => "doltctl",
-        };
-        let line = format!("{} [{tag}] {}\n", now_rfc3339(), text.trim_end());
+        let line = format!("{} [{}] {}\n", now_rfc3339(), source.tag(), text.trim_end());
         let mut inner = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -188,8 +197,19 @@ pub fn read_tail(path: &Path, keep: u32, n: usize) -> Result<Vec<String>> {
 
 /// The last `n` lines that pass `filter`.
 pub fn read_tail_filtered(path: &Path, keep: u32, n: usize, filter: Filter) -> Result<Vec<String>> {
+    read_selected(path, keep, Some(n), &View::from(filter))
+}
+
+/// The lines `view` shows, oldest first: with `n`, only the last `n` of them. Reads the
+/// current file and then the rotated ones, newest first, and stops at the first line older
+/// than `view.since` (the timeline is in time order).
+pub fn read_selected(path: &Path, keep: u32, n: Option<usize>, view: &View) -> Result<Vec<String>> {
     let mut lines: VecDeque<String> = VecDeque::new();
-    for i in 0..=keep {
+    let full = |lines: &VecDeque<String>| n.is_some_and(|n| lines.len() >= n);
+    'files: for i in 0..=keep {
+        if full(&lines) {
+            break;
+        }
         let p = if i == 0 {
             path.to_path_buf()
         } else {
@@ -200,17 +220,164 @@ pub fn read_tail_filtered(path: &Path, keep: u32, n: usize, filter: Filter) -> R
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(crate::error::Error::io(&p, e)),
         };
-        for l in text.lines().rev().filter(|l| filter.matches(l)) {
-            if lines.len() == n {
-                break;
+        for l in text.lines().rev() {
+            if full(&lines) {
+                break 'files;
             }
-            lines.push_front(l.to_string());
-        }
-        if lines.len() == n {
-            break;
+            if view.before_since(l) {
+                break 'files;
+            }
+            if view.filter.matches(l) {
+                lines.push_front(l.to_string());
+            }
         }
     }
     Ok(lines.into())
+}
+
+/// One line of the timeline, taken apart: `TIME [SOURCE] TEXT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The RFC 3339 timestamp the line starts with, if it has one.
+    pub time: Option<&'a str>,
+    /// Who wrote it, when the line carries a known tag.
+    pub source: Option<Source>,
+    /// The text after the tag (the whole line when it has no known form).
+    pub text: &'a str,
+}
+
+impl<'a> Entry<'a> {
+    /// Parses a line as [`ServerLog`] writes it; anything else is all text.
+    pub fn parse(line: &'a str) -> Entry<'a> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let parsed = line.split_once(' ').and_then(|(time, rest)| {
+            humantime::parse_rfc3339(time).ok()?;
+            [Source::Dolt, Source::Supervisor].iter().find_map(|s| {
+                let tag = format!("[{}]", s.tag());
+                let text = rest.strip_prefix(tag.as_str())?;
+                let text = text.strip_prefix(' ').unwrap_or(text);
+                Some(Entry {
+                    time: Some(time),
+                    source: Some(*s),
+                    text,
+                })
+            })
+        });
+        parsed.unwrap_or(Entry {
+            time: None,
+            source: None,
+            text: line,
+        })
+    }
+
+    /// The line's time, if it has one.
+    pub fn system_time(&self) -> Option<SystemTime> {
+        self.time.and_then(|t| humantime::parse_rfc3339(t).ok())
+    }
+
+    /// `{"time": ..., "source": "dolt"|"doltctl", "text": ...}` (`null` for parts the line
+    /// lacks).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "time": self.time,
+            "source": self.source.map(Source::tag),
+            "text": self.text,
+        })
+    }
+}
+
+/// What `logs` shows and how: which sources, from when, as text or JSON lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Which sources.
+    pub filter: Filter,
+    /// Only lines written at or after this time.
+    pub since: Option<SystemTime>,
+    /// One JSON object per line instead of the line as written.
+    pub json: bool,
+}
+
+impl From<Filter> for View {
+    fn from(filter: Filter) -> View {
+        View {
+            filter,
+            since: None,
+            json: false,
+        }
+    }
+}
+
+impl View {
+    /// True if `line` is shown. A line without a timestamp is shown (its time is unknown).
+    pub fn shows(&self, line: &str) -> bool {
+        self.filter.matches(line) && !self.before_since(line)
+    }
+
+    /// True if `line` has a time before `since`.
+    fn before_since(&self, line: &str) -> bool {
+        self.since
+            .zip(Entry::parse(line).system_time())
+            .is_some_and(|(since, t)| t < since)
+    }
+
+    /// The line as printed, without its newline.
+    pub fn render(&self, line: &str) -> String {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if self.json {
+            Entry::parse(line).json().to_string()
+        } else {
+            line.to_string()
+        }
+    }
+}
+
+/// A point in time for `logs --since`: a duration before `now` (`10m`, `1h 30m`), an RFC 3339
+/// timestamp (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`, also with a space for the
+/// `T`), or a date (`2024-05-01`, midnight UTC). A timestamp without an offset is UTC, as the
+/// log's own timestamps are.
+pub fn parse_since(s: &str, now: SystemTime) -> std::result::Result<SystemTime, String> {
+    let s = s.trim();
+    if let Ok(d) = crate::config::parse_duration(s) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| format!("{s:?} reaches back before 1970"));
+    }
+    parse_timestamp(s).ok_or_else(|| {
+        format!(
+            "{s:?} is neither a duration (10m, 2h, 1d) nor an RFC 3339 timestamp \
+             (2024-05-01T10:00:00Z, 2024-05-01T12:00:00+02:00) or a date (2024-05-01)"
+        )
+    })
+}
+
+fn parse_timestamp(s: &str) -> Option<SystemTime> {
+    if s.len() == 10 {
+        return humantime::parse_rfc3339_weak(&format!("{s} 00:00:00")).ok();
+    }
+    if let Some(base) = s.strip_suffix(['Z', 'z']) {
+        return humantime::parse_rfc3339_weak(base).ok();
+    }
+    // A numeric offset, +HH:MM or -HH:MM, at the end.
+    let split = s.len().checked_sub(6)?;
+    let (base, offset) = (s.get(..split)?, s.get(split..)?);
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1i64,
+        b'-' => -1,
+        _ => return humantime::parse_rfc3339_weak(s).ok(),
+    };
+    let (h, m) = offset.get(1..)?.split_once(':')?;
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    let local = humantime::parse_rfc3339_weak(base).ok()?;
+    let off = Duration::from_secs(h * 3600 + m * 60);
+    // Local time = UTC + offset, so UTC = local - offset.
+    if sign > 0 {
+        local.checked_sub(off)
+    } else {
+        local.checked_add(off)
+    }
 }
 
 /// Which lines of the timeline to show.
@@ -270,13 +437,7 @@ impl Followed {
     }
 
     /// Emits every complete line available; with `all`, a final unterminated one too.
-    fn drain(
-        &mut self,
-        path: &Path,
-        out: &mut impl Write,
-        filter: Filter,
-        all: bool,
-    ) -> Result<bool> {
+    fn drain(&mut self, path: &Path, out: &mut impl Write, view: &View, all: bool) -> Result<bool> {
         let mut progressed = false;
         loop {
             let n = self.reader.read_line(&mut self.pending).at(path)?;
@@ -285,15 +446,15 @@ impl Followed {
             }
             progressed = true;
             if self.pending.ends_with('\n') {
-                if filter.matches(&self.pending) {
-                    out.write_all(self.pending.as_bytes()).at("stdout")?;
+                if view.shows(&self.pending) {
+                    writeln!(out, "{}", view.render(&self.pending)).at("stdout")?;
                 }
                 self.pending.clear();
             }
         }
         if all && !self.pending.is_empty() {
-            if filter.matches(&self.pending) {
-                writeln!(out, "{}", self.pending).at("stdout")?;
+            if view.shows(&self.pending) {
+                writeln!(out, "{}", view.render(&self.pending)).at("stdout")?;
             }
             self.pending.clear();
         }
@@ -347,7 +508,7 @@ fn ino_of(path: &Path) -> Option<u64> {
 pub fn follow(
     path: &Path,
     keep: u32,
-    filter: Filter,
+    view: &View,
     mut out: impl Write,
     stop: impl Fn() -> bool,
 ) -> Result<()> {
@@ -361,11 +522,11 @@ pub fn follow(
                 progressed = cur.is_some();
             }
             Some(f) => {
-                progressed |= f.drain(path, &mut out, filter, false)?;
+                progressed |= f.drain(path, &mut out, view, false)?;
                 if ino_of(path).is_some_and(|ino| ino != f.ino) {
                     // Rotated: the writer is done with our file. Read it to its end, then
                     // every file rotated after it, then follow the new one from its start.
-                    f.drain(path, &mut out, filter, true)?;
+                    f.drain(path, &mut out, view, true)?;
                     let newer = newer_than(path, keep, f.ino)?;
                     let Some((last, rotated_between)) = newer.split_last() else {
                         cur = Followed::open(path, false)?;
@@ -373,7 +534,7 @@ pub fn follow(
                     };
                     for mid in rotated_between {
                         let mut mid = Followed::from_file(mid.1.try_clone().at(path)?, mid.0);
-                        mid.drain(path, &mut out, filter, true)?;
+                        mid.drain(path, &mut out, view, true)?;
                     }
                     cur = Some(Followed::from_file(last.1.try_clone().at(path)?, last.0));
                     continue;
@@ -473,7 +634,7 @@ mod tests {
             let (p, out) = (p.clone(), out.clone());
             let seen = out.clone();
             std::thread::spawn(move || {
-                follow(&p, 3, Filter::Server, out, move || {
+                follow(&p, 3, &Filter::Server.into(), out, move || {
                     seen.last() == Some(LINES - 1) || Instant::now() > deadline
                 })
                 .unwrap()
@@ -509,6 +670,106 @@ mod tests {
             "filter let supervisor lines through"
         );
         assert!(rotated(&p, 3).exists(), "the test did not rotate");
+    }
+
+    #[test]
+    fn entries_parse_into_time_source_and_text() {
+        let e = Entry::parse("2024-05-01T10:00:00.123Z [doltctl] server ready after 812 ms\n");
+        assert_eq!(e.time, Some("2024-05-01T10:00:00.123Z"));
+        assert_eq!(e.source, Some(Source::Supervisor));
+        assert_eq!(e.text, "server ready after 812 ms");
+        assert_eq!(
+            e.json().to_string(),
+            r#"{"time":"2024-05-01T10:00:00.123Z","source":"doltctl","text":"server ready after 812 ms"}"#
+        );
+        let d = Entry::parse("2024-05-01T10:00:00.123Z [dolt] level=info msg=\"[x] y\"");
+        assert_eq!(d.source, Some(Source::Dolt));
+        assert_eq!(d.text, "level=info msg=\"[x] y\"");
+        // Anything else is all text, never an error.
+        for odd in [
+            "",
+            "no timestamp here",
+            "2024-05-01T10:00:00Z [other] x",
+            "garbage [dolt] x",
+        ] {
+            let e = Entry::parse(odd);
+            assert_eq!((e.time, e.source, e.text), (None, None, odd));
+        }
+    }
+
+    #[test]
+    fn since_takes_durations_timestamps_with_offsets_and_dates() {
+        let now = humantime::parse_rfc3339("2024-05-01T12:00:00Z").unwrap();
+        let at = |s: &str| humantime::parse_rfc3339(s).unwrap();
+        assert_eq!(parse_since("10m", now), Ok(at("2024-05-01T11:50:00Z")));
+        assert_eq!(parse_since("1h 30m", now), Ok(at("2024-05-01T10:30:00Z")));
+        assert_eq!(
+            parse_since("2024-05-01T10:00:00Z", now),
+            Ok(at("2024-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_since("2024-05-01T10:00:00.5Z", now),
+            Ok(at("2024-05-01T10:00:00.5Z"))
+        );
+        assert_eq!(
+            parse_since("2024-05-01T12:00:00+02:00", now),
+            Ok(at("2024-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_since("2024-05-01T05:30:00-04:30", now),
+            Ok(at("2024-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_since("2024-05-01 10:00:00", now),
+            Ok(at("2024-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_since("2024-05-01", now),
+            Ok(at("2024-05-01T00:00:00Z"))
+        );
+        for bad in ["", "yesterday", "10 parsecs", "2024-05-01T10:00:00+25:00"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(e.contains("neither a duration"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn since_selects_across_rotated_files_and_stops_at_older_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.log");
+        std::fs::write(
+            rotated(&p, 1),
+            "2024-05-01T09:00:00.000Z [dolt] old\n2024-05-01T10:00:00.000Z [dolt] at since\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &p,
+            "2024-05-01T10:30:00.000Z [doltctl] event\n2024-05-01T11:00:00.000Z [dolt] new\n",
+        )
+        .unwrap();
+        let since = humantime::parse_rfc3339("2024-05-01T10:00:00Z").ok();
+        let view = View {
+            filter: Filter::All,
+            since,
+            json: false,
+        };
+        let got = read_selected(&p, 3, None, &view).unwrap();
+        let texts: Vec<&str> = got.iter().map(|l| Entry::parse(l).text).collect();
+        assert_eq!(texts, ["at since", "event", "new"]);
+        let got = read_selected(
+            &p,
+            3,
+            Some(2),
+            &View {
+                filter: Filter::Server,
+                ..view
+            },
+        )
+        .unwrap();
+        let texts: Vec<&str> = got.iter().map(|l| Entry::parse(l).text).collect();
+        assert_eq!(texts, ["at since", "new"]);
+        assert!(!view.shows("2024-05-01T09:59:59.999Z [dolt] x"));
+        assert!(view.shows("2024-05-01T10:00:00.000Z [dolt] x"));
     }
 
     #[test]
