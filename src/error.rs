@@ -53,9 +53,13 @@ pub enum Error {
     },
 
     /// No dolt binary was found.
-    #[error("dolt binary not found ({tried}); run scripts/install-dolt.sh, or set DOLT_BIN or [server] dolt_bin")]
+    #[error(
+        "dolt binary not found; looked in: {tried}; install it with scripts/install-dolt.sh \
+         (from the doltctl checkout; it puts dolt in ~/.local/bin), or set DOLT_BIN or \
+         [server] dolt_bin to its path"
+    )]
     DoltNotFound {
-        /// Where doltctl looked.
+        /// Every place doltctl looked, in order, each with what it found there.
         tried: String,
     },
 
@@ -243,7 +247,12 @@ pub enum Error {
     },
 
     /// No program to run a supervisor with.
-    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .), set DOLTCTL_BIN, or call doltctl::run_supervisor_if_requested() first thing in main")]
+    #[error(
+        "cannot find the doltctl binary to run a supervisor (looked at $DOLTCTL_BIN, doltctl on \
+         PATH and in cargo's bin dir: $CARGO_INSTALL_ROOT/bin, $CARGO_HOME/bin, ~/.cargo/bin): \
+         install it with scripts/install.sh (cargo install --path .), set DOLTCTL_BIN, or call \
+         doltctl::run_supervisor_if_requested() first thing in main"
+    )]
     DoltctlNotFound,
 
     /// A host name does not resolve.

@@ -95,6 +95,13 @@ impl Instance {
         h
     }
 
+    /// The dolt binary the last successful launch for this data dir ran (one absolute path).
+    /// A later start finds dolt there when neither `DOLT_BIN` nor `PATH` names it, e.g. in a
+    /// new shell without `~/.local/bin` on `PATH`.
+    pub fn dolt_bin_record(&self) -> PathBuf {
+        self.runtime_dir.join("dolt-bin")
+    }
+
     /// Creates the data dir and the runtime dir (0700). Only for commands that start things.
     pub fn ensure_dirs(&self) -> Result<()> {
         std::fs::create_dir_all(&self.data_dir).at(&self.data_dir)?;
