@@ -63,6 +63,27 @@ pub enum Error {
         tried: String,
     },
 
+    /// The data dir does not exist. `start`, `run` and auto-start never create one: a
+    /// misspelled `--data-dir` would otherwise start an empty server.
+    #[error(
+        "data dir {} does not exist; set it up with `doltctl init` (with the same --config / \
+         --data-dir), or correct --data-dir / data_dir if it is misspelled", .data_dir.display()
+    )]
+    DataDirMissing {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+
+    /// The data dir is a file (or something else that is not a directory).
+    #[error(
+        "data dir {} is not a directory; point --data-dir / data_dir at a directory \
+         (`doltctl init` creates one)", .data_dir.display()
+    )]
+    DataDirNotADirectory {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+
     /// The dolt binary could not be run, or answered nonsense.
     #[error("{bin}: {message}")]
     DoltBinary {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::instance::check_data_dir;
 use super::settings::Config;
 use crate::error::{Error, IoContext, Result};
 
@@ -44,6 +45,11 @@ impl Config {
         }
         cfg.apply_env();
         cfg.validate()?;
+        // A data dir that is a file is wrong for every command; one that does not exist is
+        // only wrong for those that start a server (see `Instance::ensure_dirs`).
+        if let Err(e @ Error::DataDirNotADirectory { .. }) = check_data_dir(&cfg.data_dir) {
+            return Err(e);
+        }
         Ok(cfg)
     }
 
@@ -245,6 +251,29 @@ keep = 2
         let msg = err.to_string();
         assert!(msg.contains("/x/doltctl.toml:3:"), "{msg}");
         assert!(msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_for_every_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "").unwrap();
+        let msg = Config::discover(&ConfigSource {
+            explicit: None,
+            data_dir_override: Some(file.clone()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.starts_with(&format!("data dir {} is not a directory;", file.display())),
+            "{msg}"
+        );
+        // A missing one is fine for loading: only starting refuses it.
+        Config::discover(&ConfigSource {
+            explicit: None,
+            data_dir_override: Some(dir.path().join("missing")),
+        })
+        .unwrap();
     }
 
     #[test]
