@@ -84,6 +84,29 @@ pub enum Error {
         data_dir: PathBuf,
     },
 
+    /// The config file named by `--config` or `$DOLTCTL_CONFIG` does not exist.
+    #[error(
+        "config file {} ({given_by}) does not exist; create it with `doltctl --config {} init`, \
+         or correct the path", .path.display(), .path.display()
+    )]
+    ConfigMissing {
+        /// The config file.
+        path: PathBuf,
+        /// Who named it: `--config`, `$DOLTCTL_CONFIG`, or the caller.
+        given_by: String,
+    },
+
+    /// The config file exists but cannot be read.
+    #[error("cannot read config file {}: {source}; {hint}", .path.display())]
+    ConfigUnreadable {
+        /// The config file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+
     /// The dolt binary could not be run, or answered nonsense.
     #[error("{bin}: {message}")]
     DoltBinary {
