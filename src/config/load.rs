@@ -196,9 +196,10 @@ fn read_config(path: &Path, given_by: &str) -> Result<String> {
                     "let {user} read it and its directories (chmod / chown), or pass another --config"
                 )
             }
-            std::io::ErrorKind::IsADirectory => {
-                "it is a directory: pass the doltctl.toml file in it with --config".into()
-            }
+            std::io::ErrorKind::IsADirectory => format!(
+                "pass the config file itself with --config, e.g. {}",
+                path.join(CONFIG_FILE_NAME).display()
+            ),
             std::io::ErrorKind::InvalidData => "save it as UTF-8 text".into(),
             _ => "check the file, or pass another --config".into(),
         };
@@ -436,7 +437,13 @@ keep = 2
             )),
             "{msg}"
         );
-        assert!(msg.contains("it is a directory"), "{msg}");
+        assert!(
+            msg.ends_with(&format!(
+                "; pass the config file itself with --config, e.g. {}",
+                dir.path().join("doltctl.toml").display()
+            )),
+            "{msg}"
+        );
         assert!(!dir.path().join("dolt").exists());
     }
 
