@@ -53,10 +53,58 @@ pub enum Error {
     },
 
     /// No dolt binary was found.
-    #[error("dolt binary not found ({tried}); run scripts/install-dolt.sh, or set DOLT_BIN or [server] dolt_bin")]
+    #[error(
+        "dolt binary not found; looked in: {tried}; install it with scripts/install-dolt.sh \
+         (from the doltctl checkout; it puts dolt in ~/.local/bin), or set DOLT_BIN or \
+         [server] dolt_bin to its path"
+    )]
     DoltNotFound {
-        /// Where doltctl looked.
+        /// Every place doltctl looked, in order, each with what it found there.
         tried: String,
+    },
+
+    /// The data dir does not exist. `start`, `run` and auto-start never create one: a
+    /// misspelled `--data-dir` would otherwise start an empty server.
+    #[error(
+        "data dir {} does not exist; set it up with `doltctl init` (with the same --config / \
+         --data-dir), or correct --data-dir / data_dir if it is misspelled", .data_dir.display()
+    )]
+    DataDirMissing {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+
+    /// The data dir is a file (or something else that is not a directory).
+    #[error(
+        "data dir {} is not a directory; point --data-dir / data_dir at a directory \
+         (`doltctl init` creates one)", .data_dir.display()
+    )]
+    DataDirNotADirectory {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+
+    /// The config file named by `--config` or `$DOLTCTL_CONFIG` does not exist.
+    #[error(
+        "config file {} ({given_by}) does not exist; create it with `doltctl --config {} init`, \
+         or correct the path", .path.display(), .path.display()
+    )]
+    ConfigMissing {
+        /// The config file.
+        path: PathBuf,
+        /// Who named it: `--config`, `$DOLTCTL_CONFIG`, or the caller.
+        given_by: String,
+    },
+
+    /// The config file exists but cannot be read.
+    #[error("cannot read config file {}: {source}; {hint}", .path.display())]
+    ConfigUnreadable {
+        /// The config file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
     },
 
     /// The dolt binary could not be run, or answered nonsense.
@@ -243,7 +291,12 @@ pub enum Error {
     },
 
     /// No program to run a supervisor with.
-    #[error("cannot find the doltctl binary to run a supervisor: install it on PATH (cargo install --path .), set DOLTCTL_BIN, or call doltctl::run_supervisor_if_requested() first thing in main")]
+    #[error(
+        "cannot find the doltctl binary to run a supervisor (looked at $DOLTCTL_BIN, doltctl on \
+         PATH and in cargo's bin dir: $CARGO_INSTALL_ROOT/bin, $CARGO_HOME/bin, ~/.cargo/bin): \
+         install it with scripts/install.sh (cargo install --path .), set DOLTCTL_BIN, or call \
+         doltctl::run_supervisor_if_requested() first thing in main"
+    )]
     DoltctlNotFound,
 
     /// A host name does not resolve.

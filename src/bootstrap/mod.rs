@@ -172,7 +172,9 @@ pub async fn init(cfg: &Config, opts: &InitOptions) -> Result<InitReport> {
             .actions
             .push(Action::CreatedDataDir(cfg.data_dir.clone()));
     }
-    Instance::new(&cfg.data_dir).ensure_dirs()?;
+    let instance = Instance::new(&cfg.data_dir);
+    instance.create_data_dir()?;
+    instance.ensure_dirs()?;
     // Now that it exists, the canonical path.
     let instance = Instance::new(&cfg.data_dir);
     report.data_dir = instance.data_dir().to_path_buf();

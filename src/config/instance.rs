@@ -4,7 +4,7 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// The name of doltctl's runtime directory inside the data dir.
 pub const RUNTIME_DIR_NAME: &str = ".doltctl";
@@ -95,9 +95,19 @@ impl Instance {
         h
     }
 
-    /// Creates the data dir and the runtime dir (0700). Only for commands that start things.
+    /// The dolt binary the last successful launch for this data dir ran (one absolute path).
+    /// A later start finds dolt there when neither `DOLT_BIN` nor `PATH` names it, e.g. in a
+    /// new shell without `~/.local/bin` on `PATH`.
+    pub fn dolt_bin_record(&self) -> PathBuf {
+        self.runtime_dir.join("dolt-bin")
+    }
+
+    /// Checks that the data dir exists and is a directory, then creates the runtime dir (0700).
+    /// For commands that start things (`start`, `run`, auto-start); they never create the
+    /// data dir itself, so a misspelled `--data-dir` is an error, not an empty server. On an
+    /// error nothing was created.
     pub fn ensure_dirs(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.data_dir).at(&self.data_dir)?;
+        check_data_dir(&self.data_dir)?;
         make_private_dir(&self.runtime_dir)?;
         let sock = self.socket();
         if let Some(dir) = sock.parent() {
@@ -106,6 +116,38 @@ impl Instance {
             }
         }
         Ok(())
+    }
+
+    /// Creates the data dir (and its parents) unless it exists: only for `doltctl init` and
+    /// [`TestServer`](crate::TestServer), which set a data dir up. A path that exists but is
+    /// not a directory is an error.
+    pub fn create_data_dir(&self) -> Result<()> {
+        match check_data_dir(&self.data_dir) {
+            Err(Error::DataDirMissing { .. }) => {
+                std::fs::create_dir_all(&self.data_dir).at(&self.data_dir)
+            }
+            other => other,
+        }
+    }
+}
+
+/// A data dir must exist and be a directory (a symlink to one is fine).
+pub fn check_data_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::DataDirNotADirectory {
+            data_dir: dir.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DataDirMissing {
+            data_dir: dir.to_path_buf(),
+        }),
+        // A parent that is a file: the path cannot be a directory.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+            Err(Error::DataDirNotADirectory {
+                data_dir: dir.to_path_buf(),
+            })
+        }
+        Err(e) => Err(Error::io(dir, e)),
     }
 }
 
@@ -119,13 +161,35 @@ fn make_private_dir(dir: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) => Err(crate::error::Error::io(dir, e)),
+        Err(e) => Err(Error::io(dir, e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starting_never_creates_a_data_dir_and_init_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Instance::new(&dir.path().join("typo/data"));
+        let err = missing.ensure_dirs().unwrap_err();
+        assert!(matches!(err, Error::DataDirMissing { .. }), "{err}");
+        assert!(err.to_string().contains("`doltctl init`"), "{err}");
+        assert!(!dir.path().join("typo").exists());
+        missing.create_data_dir().unwrap();
+        missing.ensure_dirs().unwrap();
+        assert!(missing.runtime_dir().is_dir());
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        for inst in [Instance::new(&file), Instance::new(&file.join("below"))] {
+            let err = inst.ensure_dirs().unwrap_err();
+            assert!(matches!(err, Error::DataDirNotADirectory { .. }), "{err}");
+            let err = inst.create_data_dir().unwrap_err();
+            assert!(matches!(err, Error::DataDirNotADirectory { .. }), "{err}");
+        }
+    }
 
     #[test]
     fn long_data_dirs_get_a_short_socket() {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::instance::check_data_dir;
 use super::settings::Config;
 use crate::error::{Error, IoContext, Result};
 
@@ -25,14 +26,14 @@ impl Config {
     pub fn discover(src: &ConfigSource) -> Result<Config> {
         let cwd = std::env::current_dir().at(".")?;
         let file = match &src.explicit {
-            Some(p) => Some(absolute(&cwd, p)),
+            Some(p) => Some((absolute(&cwd, p), "--config")),
             None => match std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
-                Some(p) => Some(absolute(&cwd, Path::new(&p))),
-                None => find_upwards(&cwd),
+                Some(p) => Some((absolute(&cwd, Path::new(&p)), "$DOLTCTL_CONFIG")),
+                None => find_upwards(&cwd).map(|f| (f, "found from the current directory")),
             },
         };
         let mut cfg = match &file {
-            Some(f) => Config::load(f)?,
+            Some((f, given_by)) => Config::load_given(f, given_by)?,
             None => {
                 let mut c = Config::default();
                 c.data_dir = cwd.join(&c.data_dir);
@@ -44,12 +45,22 @@ impl Config {
         }
         cfg.apply_env();
         cfg.validate()?;
+        // A data dir that is a file is wrong for every command; one that does not exist is
+        // only wrong for those that start a server (see `Instance::ensure_dirs`).
+        if let Err(e @ Error::DataDirNotADirectory { .. }) = check_data_dir(&cfg.data_dir) {
+            return Err(e);
+        }
         Ok(cfg)
     }
 
     /// Loads one file; relative paths inside it are relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).at(path)?;
+        Config::load_given(path, "given to Config::load")
+    }
+
+    /// [`Config::load`]; `given_by` says in errors who named the file.
+    fn load_given(path: &Path, given_by: &str) -> Result<Config> {
+        let text = read_config(path, given_by)?;
         let mut cfg = Config::parse_str(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("/"));
         cfg.data_dir = absolute(base, &cfg.data_dir);
@@ -165,6 +176,41 @@ impl Config {
     }
 }
 
+/// The text of a config file, or an error that says which file and what to do.
+fn read_config(path: &Path, given_by: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Error::ConfigMissing {
+                path: path.to_path_buf(),
+                given_by: given_by.into(),
+            };
+        }
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                let uid = nix::unistd::getuid();
+                let user = nix::unistd::User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| format!("uid {uid}"), |u| format!("{} (uid {uid})", u.name));
+                format!(
+                    "let {user} read it and its directories (chmod / chown), or pass another --config"
+                )
+            }
+            std::io::ErrorKind::IsADirectory => format!(
+                "pass the config file itself with --config, e.g. {}",
+                path.join(CONFIG_FILE_NAME).display()
+            ),
+            std::io::ErrorKind::InvalidData => "save it as UTF-8 text".into(),
+            _ => "check the file, or pass another --config".into(),
+        };
+        Error::ConfigUnreadable {
+            path: path.to_path_buf(),
+            source: e,
+            hint,
+        }
+    })
+}
+
 fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Error {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
     Error::Config {
@@ -176,8 +222,79 @@ fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Error 
         } else {
             key.into()
         },
-        message: e.message().trim().to_string(),
+        message: with_suggestion(e.message().trim()),
     }
+}
+
+/// serde's "unknown field `prot`, expected one of `host`, `port`, ..." (or "unknown
+/// variant"), with the closest expected name suggested: "unknown field `prot` (did you mean
+/// `port`?), expected one of ...". Other messages are returned unchanged.
+fn with_suggestion(message: &str) -> String {
+    let Some((head, rest)) = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p).map(|rest| (*p, rest)))
+    else {
+        return message.to_string();
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    if let Some(best) = closest(name, expected_names(expected)) {
+        return format!("{head}{name}` (did you mean `{best}`?){expected}");
+    }
+    // A section's key at the top of the file, above every [section] header.
+    if expected_names(expected).any(|n| n == "server") {
+        if let Some(section) = section_with_key(name) {
+            return format!("{head}{name}` (it belongs in [{section}]){expected}");
+        }
+    }
+    message.to_string()
+}
+
+/// The names in serde's ", expected one of `a`, `b`": every second piece between backticks.
+fn expected_names(expected: &str) -> impl Iterator<Item = &str> {
+    expected.split('`').skip(1).step_by(2)
+}
+
+/// The section (`server`, `client`, ...) that has key `name`. The sections' keys are what
+/// serde expects of each, so they cannot drift from the structs.
+fn section_with_key(name: &str) -> Option<&'static str> {
+    fn keys<T: serde::de::DeserializeOwned>() -> Vec<String> {
+        match toml::from_str::<T>("doltctl_no_such_key = 0") {
+            Err(e) => e
+                .message()
+                .split_once("expected")
+                .map(|(_, list)| expected_names(list).map(str::to_string).collect())
+                .unwrap_or_default(),
+            Ok(_) => Vec::new(),
+        }
+    }
+    use super::settings::*;
+    type Keys = fn() -> Vec<String>;
+    let sections: [(&str, Keys); 6] = [
+        ("server", keys::<ServerConfig>),
+        ("restart", keys::<RestartConfig>),
+        ("logs", keys::<LogsConfig>),
+        ("health", keys::<HealthConfig>),
+        ("client", keys::<ClientConfig>),
+        ("bootstrap", keys::<BootstrapConfig>),
+    ];
+    let name = name.to_lowercase().replace('-', "_");
+    sections
+        .into_iter()
+        .find(|(_, keys)| keys().contains(&name))
+        .map(|(section, _)| section)
+}
+
+/// The candidate most similar to `name` (Jaro-Winkler, which favours a shared start), if it
+/// is similar enough to be a likely misspelling.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_lowercase().replace('-', "_");
+    candidates
+        .map(|c| (strsim::jaro_winkler(&name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -245,6 +362,112 @@ keep = 2
         let msg = err.to_string();
         assert!(msg.contains("/x/doltctl.toml:3:"), "{msg}");
         assert!(msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn misspelled_keys_and_values_suggest_the_closest_one() {
+        for (text, unknown, meant) in [
+            ("[server]\nprot = 1\n", "prot", "port"),
+            (
+                "[server]\nready_timout = \"5s\"\n",
+                "ready_timout",
+                "ready_timeout",
+            ),
+            (
+                "[server]\nidle-timeout = \"5s\"\n",
+                "idle-timeout",
+                "idle_timeout",
+            ),
+            ("[sever]\nport = 1\n", "sever", "server"),
+            ("datadir = \"x\"\n", "datadir", "data_dir"),
+            ("[client]\nauto_start = false\n", "auto_start", "autostart"),
+            ("[server]\nlog_level = \"warn\"\n", "warn", "warning"),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("`{unknown}` (did you mean `{meant}`?)")),
+                "{text:?}: {msg}"
+            );
+            assert!(msg.contains("/x/doltctl.toml:"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        // A section's key at the top level: where it belongs.
+        let msg = parse("port = 3307\n[server]\n").unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "unknown field `port` (it belongs in [server]), expected one of `data_dir`"
+            ),
+            "{msg}"
+        );
+        let msg = parse("autostart = false\n").unwrap_err().to_string();
+        assert!(msg.contains("(it belongs in [client])"), "{msg}");
+        // Nothing close: no guess, but the valid keys are still listed.
+        let msg = parse("[server]\nzzzz = 1\n").unwrap_err().to_string();
+        assert!(!msg.contains("did you mean"), "{msg}");
+        assert!(msg.contains("`port`"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_config_says_which_file_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let src = ConfigSource {
+            explicit: Some(missing.clone()),
+            data_dir_override: None,
+        };
+        let msg = Config::discover(&src).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "config file {0} (--config) does not exist; create it with \
+                 `doltctl --config {0} init`, or correct the path",
+                missing.display()
+            )
+        );
+        let msg = Config::discover(&ConfigSource {
+            explicit: Some(dir.path().to_path_buf()),
+            data_dir_override: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "cannot read config file {}: ",
+                dir.path().display()
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with(&format!(
+                "; pass the config file itself with --config, e.g. {}",
+                dir.path().join("doltctl.toml").display()
+            )),
+            "{msg}"
+        );
+        assert!(!dir.path().join("dolt").exists());
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_for_every_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "").unwrap();
+        let msg = Config::discover(&ConfigSource {
+            explicit: None,
+            data_dir_override: Some(file.clone()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.starts_with(&format!("data dir {} is not a directory;", file.display())),
+            "{msg}"
+        );
+        // A missing one is fine for loading: only starting refuses it.
+        Config::discover(&ConfigSource {
+            explicit: None,
+            data_dir_override: Some(dir.path().join("missing")),
+        })
+        .unwrap();
     }
 
     #[test]

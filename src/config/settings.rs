@@ -52,8 +52,12 @@ pub struct ServerConfig {
     pub stop_timeout: Duration,
     /// Dolt's log level. Default: [`LogLevel::Warning`].
     pub log_level: LogLevel,
-    /// The dolt binary: a path, or a name looked up on PATH. A path in a file is relative to
-    /// that file; `$DOLT_BIN` overrides this. Default: `dolt`.
+    /// The dolt binary: a path, or a name looked up on PATH, then (when PATH has none) in the
+    /// data dir's record of the last launch ([`Instance::dolt_bin_record`]) and, for `dolt`,
+    /// in `~/.local/bin` where `scripts/install-dolt.sh` puts it. A path in a file is
+    /// relative to that file; `$DOLT_BIN` overrides this. Default: `dolt`.
+    ///
+    /// [`Instance::dolt_bin_record`]: crate::Instance::dolt_bin_record
     pub dolt_bin: String,
     /// Extra arguments appended to `dolt sql-server --config <generated>`. Default: none.
     pub extra_args: Vec<String>,

@@ -122,13 +122,20 @@ pub(super) fn tempfile_dir() -> std::io::Result<PathBuf> {
 
 pub(super) fn data_dir_check(instance: &Instance) -> Check {
     let dir = instance.data_dir();
-    if !dir.exists() {
-        return check(
-            "data dir",
-            Level::Warn,
-            format!("{} does not exist", dir.display()),
-        )
-        .fix("`doltctl start` creates it, or point --data-dir / data_dir at your data");
+    match crate::config::instance::check_data_dir(dir) {
+        Ok(()) => {}
+        Err(crate::Error::DataDirMissing { .. }) => {
+            return check(
+                "data dir",
+                Level::Warn,
+                format!("{} does not exist", dir.display()),
+            )
+            .fix("`doltctl init` creates it, or point --data-dir / data_dir at your data");
+        }
+        Err(e) => {
+            return check("data dir", Level::Fail, e.to_string())
+                .fix("point --data-dir / data_dir at a directory");
+        }
     }
     if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
         return check(

@@ -105,10 +105,13 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
             cfg
         }
         Err(e) => {
-            checks.push(
-                check("config", Level::Fail, e.to_string())
-                    .fix("correct the file at the line and key named; other checks use defaults"),
-            );
+            let fix = match &e {
+                crate::Error::Config { .. } | crate::Error::ConfigValue(_) => {
+                    "correct the file at the line and key named; other checks use defaults"
+                }
+                _ => "do as the message says; other checks use defaults",
+            };
+            checks.push(check("config", Level::Fail, e.to_string()).fix(fix));
             let mut c = Config::default();
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             c.data_dir = cwd.join(src.data_dir_override.as_deref().unwrap_or(&c.data_dir));

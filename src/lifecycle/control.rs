@@ -296,7 +296,8 @@ pub(crate) fn note_supervisor_hook() {
 /// The program that runs supervisors, in this order: `$DOLTCTL_BIN`; this program when it
 /// installed [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) (it is then
 /// started with [`SUPERVISOR_MARKER`] first); this program when it is doltctl; else `doltctl`
-/// on PATH.
+/// on PATH; else `doltctl` in cargo's bin dir, where `scripts/install.sh` (`cargo install`)
+/// puts it: `$CARGO_INSTALL_ROOT/bin`, `$CARGO_HOME/bin`, `~/.cargo/bin`.
 pub fn supervisor_program() -> Result<std::path::PathBuf> {
     supervisor_command().map(|(p, _)| p)
 }
@@ -320,8 +321,10 @@ fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
         }
     }
     which::which("doltctl")
+        .ok()
+        .or_else(crate::sys::install::installed_doltctl)
         .map(|p| (p, false))
-        .map_err(|_| Error::DoltctlNotFound)
+        .ok_or(Error::DoltctlNotFound)
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.

@@ -138,6 +138,9 @@ impl Launcher for DoltLauncher {
         self.log.begin_launch();
         let child = dolt::launch(&self.cfg, &self.instance, &spec, &self.log)
             .map_err(LaunchError::fatal)?;
+        if let Err(e) = dolt::record_binary(&self.instance, &spec.bin) {
+            tracing::warn!("cannot record the dolt binary for later starts: {e}");
+        }
         Ok(Launched {
             child,
             probe: Prober::new(health::probe_opts(&self.cfg, port)),

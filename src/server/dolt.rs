@@ -15,27 +15,88 @@ use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::server::log::{ServerLog, Source};
 use crate::sys::atomic::write_atomic;
+use crate::sys::install::{installed_dolt, is_executable};
 use crate::sys::process::ProcessIdentity;
 
 /// The Dolt release doltctl is built and tested against (scripts/install-dolt.sh installs it).
 pub const PINNED_VERSION: &str = "2.2.0";
 
-/// The dolt binary: `DOLT_BIN`/`[server] dolt_bin` as a path, or looked up on PATH.
+/// The dolt binary, from the first of these that has one:
+/// 1. `DOLT_BIN` / `[server] dolt_bin` when it is a path (then only that path);
+/// 2. that name (default `dolt`) on `PATH`;
+/// 3. the binary the last successful launch for this data dir ran
+///    ([`Instance::dolt_bin_record`]);
+/// 4. for the default name, where `scripts/install-dolt.sh` installs it:
+///    `${DOLTCTL_DOLT_PREFIX:-$HOME/.local}/bin/dolt`.
+///
+/// So a server started from a shell with dolt on `PATH` (or `DOLT_BIN` set) can be stopped and
+/// started again from a shell without, and a plain install works without any `PATH` change.
+/// Reading only: nothing is created or written. [`Error::DoltNotFound`] lists every place
+/// looked at.
 pub fn resolve_binary(cfg: &Config) -> Result<PathBuf> {
     let name = &cfg.server.dolt_bin;
-    let found = if name.contains('/') {
+    if name.contains('/') {
         // Absolute, so it still resolves after the launch changes into the data dir.
-        std::fs::canonicalize(name).ok().filter(|p| p.is_file())
-    } else {
-        which::which(name).ok()
-    };
-    found.ok_or_else(|| Error::DoltNotFound {
-        tried: if name.contains('/') {
-            name.clone()
-        } else {
-            format!("{name:?} on PATH")
-        },
+        return std::fs::canonicalize(name)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| Error::DoltNotFound {
+                tried: format!("{name} (DOLT_BIN or [server] dolt_bin): no such file"),
+            });
+    }
+    let mut tried = Vec::new();
+    match which::which(name) {
+        Ok(p) => return Ok(std::path::absolute(&p).unwrap_or(p)),
+        Err(_) => tried.push(format!(
+            "{name:?} on PATH ({})",
+            std::env::var("PATH").unwrap_or_else(|_| "PATH is not set".into())
+        )),
+    }
+    let record = Instance::new(&cfg.data_dir).dolt_bin_record();
+    match recorded_binary(&record) {
+        Ok(p) if is_executable(&p) => return Ok(p),
+        Ok(p) => tried.push(format!(
+            "{} (recorded by an earlier start; no longer an executable file)",
+            p.display()
+        )),
+        Err(why) => tried.push(format!("{} ({why})", record.display())),
+    }
+    if name == "dolt" {
+        match installed_dolt() {
+            Some(p) if is_executable(&p) => return Ok(p),
+            Some(p) => tried.push(format!("{} (scripts/install-dolt.sh's place)", p.display())),
+            None => tried.push("~/.local/bin/dolt (no home directory known)".into()),
+        }
+    }
+    Err(Error::DoltNotFound {
+        tried: tried.join("; "),
     })
+}
+
+/// The path in a data dir's record of the dolt binary, or why there is none.
+fn recorded_binary(record: &Path) -> std::result::Result<PathBuf, &'static str> {
+    match std::fs::read_to_string(record) {
+        Ok(text) => match text.trim() {
+            "" => Err("empty"),
+            p if Path::new(p).is_absolute() => Ok(PathBuf::from(p)),
+            _ => Err("not an absolute path"),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("nothing recorded yet"),
+        Err(_) => Err("unreadable"),
+    }
+}
+
+/// Records `bin` as the dolt binary of this data dir after a successful launch (see
+/// [`resolve_binary`]): atomically, 0600, and only when it changed.
+pub fn record_binary(instance: &Instance, bin: &Path) -> Result<()> {
+    let bin = std::path::absolute(bin).at(bin)?;
+    let record = instance.dolt_bin_record();
+    if recorded_binary(&record).is_ok_and(|p| p == bin) {
+        return Ok(());
+    }
+    let mut text = bin.to_string_lossy().into_owned();
+    text.push('\n');
+    write_atomic(&record, text.as_bytes())
 }
 
 /// The environment every dolt command doltctl runs gets: no metrics child, and a root path
@@ -303,6 +364,63 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name no PATH has, so resolution falls through to the data dir's record (the install
+    /// location is only tried for the default name `dolt`).
+    const NO_SUCH_DOLT: &str = "dolt-doltctl-unit-test-missing";
+
+    #[test]
+    fn a_recorded_binary_is_used_when_path_has_none_and_reading_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut cfg = Config {
+            data_dir: data.clone(),
+            ..Config::default()
+        };
+        cfg.server.dolt_bin = NO_SUCH_DOLT.into();
+        let err = resolve_binary(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{NO_SUCH_DOLT:?} on PATH (")),
+            "{err}"
+        );
+        assert!(err.contains("dolt-bin (nothing recorded yet)"), "{err}");
+        assert!(err.contains("scripts/install-dolt.sh"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            0,
+            "resolving wrote"
+        );
+
+        let instance = Instance::new(&data);
+        instance.ensure_dirs().unwrap();
+        let bin = dir.path().join("my-dolt");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        record_binary(&instance, &bin).unwrap();
+        let mode = std::fs::metadata(instance.dolt_bin_record()).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        // Not executable yet: named, not used.
+        let err = resolve_binary(&cfg).unwrap_err().to_string();
+        assert!(err.contains("no longer an executable file"), "{err}");
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert_eq!(resolve_binary(&cfg).unwrap(), bin);
+    }
+
+    #[test]
+    fn a_dolt_bin_path_is_the_only_place_looked_at() {
+        let mut cfg = Config::default();
+        cfg.server.dolt_bin = "/nonexistent/doltctl/dolt".into();
+        let err = resolve_binary(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/doltctl/dolt (DOLT_BIN or [server] dolt_bin): no such file"),
+            "{err}"
+        );
+        assert!(!err.contains("on PATH"), "{err}");
+    }
 
     #[test]
     fn metrics_are_disabled_in_new_and_existing_global_configs() {

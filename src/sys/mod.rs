@@ -1,7 +1,8 @@
-//! System access: processes and their identity, file locks, atomic files, the clock. Depends on
-//! nothing else in the crate but [`crate::error`].
+//! System access: processes and their identity, file locks, atomic files, the clock, install
+//! locations. Depends on nothing else in the crate but [`crate::error`].
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+pub(crate) mod install;
 pub(crate) mod locks;
 pub(crate) mod process;

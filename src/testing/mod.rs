@@ -23,9 +23,10 @@
 //!
 //! The supervisor is the library's own (`control::start`), so the program that runs it is
 //! found as for any auto-start (see [`crate::control::supervisor_program`]): `$DOLTCTL_BIN`,
-//! else a `doltctl` on `PATH` (a test binary cannot install
+//! else a `doltctl` on `PATH` or in cargo's bin dir (a test binary cannot install
 //! [`run_supervisor_if_requested`](crate::run_supervisor_if_requested)). Dolt is `$DOLT_BIN`,
-//! else `dolt` on `PATH`, unless [`TestServerBuilder::dolt_bin`] says otherwise.
+//! else `dolt` on `PATH`, else in `~/.local/bin` where `scripts/install-dolt.sh` puts it,
+//! unless [`TestServerBuilder::dolt_bin`] says otherwise.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -65,7 +66,8 @@ impl TestServerBuilder {
         self
     }
 
-    /// The dolt binary to run (default: `$DOLT_BIN`, else `dolt` on `PATH`).
+    /// The dolt binary to run (default: `$DOLT_BIN`, else `dolt` on `PATH`, else
+    /// `~/.local/bin/dolt`).
     pub fn dolt_bin(mut self, path: impl Into<PathBuf>) -> Self {
         self.dolt_bin = Some(path.into());
         self

@@ -107,7 +107,10 @@ impl TestEnv {
             .prefix("doltctl-t")
             .tempdir()
             .unwrap();
+        // The data dir exists, as after `doltctl init`: start, run and auto-start refuse a
+        // missing one.
         let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         let port = free_port();
         let config = dir.path().join("doltctl.toml");
