@@ -163,8 +163,8 @@ fn version_names_doltctl_dolt_and_the_pinned_dolt() {
     assert_eq!(v["dolt"]["version"], doltctl::PINNED_DOLT_VERSION);
     assert_eq!(v["pinned_dolt"], doltctl::PINNED_DOLT_VERSION);
     assert_eq!(v["dolt_matches_pinned"], true);
-    // `dolt version` ran in a throwaway root: nothing appeared in the test's dir.
-    assert!(!env.data_dir.exists());
+    // `dolt version` ran in a throwaway root: nothing appeared in the (empty) data dir.
+    assert!(env.data_dir_is_empty());
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn completions_man_and_help_document_the_command_line() {
         assert!(help.contains(want), "--help lacks {want}");
         assert!(man.contains(want), "man lacks {want}");
     }
-    assert!(!env.data_dir.exists());
+    assert!(env.data_dir_is_empty());
 }
 
 #[test]

@@ -102,6 +102,11 @@ impl TestEnv {
     }
 
     /// A test env whose config has `extra` appended (TOML).
+    /// True while nothing was created in the data dir (it starts out empty, as `init` leaves it).
+    pub fn data_dir_is_empty(&self) -> bool {
+        std::fs::read_dir(&self.data_dir).is_ok_and(|mut d| d.next().is_none())
+    }
+
     pub fn with_config(extra: &str) -> TestEnv {
         let dir = tempfile::Builder::new()
             .prefix("doltctl-t")
