@@ -102,12 +102,21 @@ pub(crate) async fn run(cfg: Config) -> Result<()> {
         instance.data_dir().display()
     ));
     let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
-    let mut sup = Supervisor::new(&cfg, instance, log, launcher, commands);
+    let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
+    // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
+    // leftovers while orphans are stopped below.
+    sup.publish();
     // The previous supervisor is gone (we hold its lock): a server it recorded that is still
-    // alive is an orphan of ours.
+    // alive, and any dolt running this data dir's generated config, is an orphan of ours.
     let orphan = previous.as_ref().and_then(|p| p.server().cloned());
-    if let Err(e) = preflight::stop_orphan(orphan.as_ref(), cfg.server.stop_timeout, &sup.log).await
+    if let Err(e) = preflight::stop_orphans(
+        orphan.as_ref(),
+        &instance,
+        cfg.server.stop_timeout,
+        &sup.log,
+    )
+    .await
     {
         sup.finish(Err(&e));
         return Err(e);
