@@ -1,6 +1,6 @@
 //! The `doltctl` command line: a thin layer over the library. Human output on stdout,
 //! diagnostics on stderr. Only parses arguments: every command is a function of
-//! `doltctl::cli`. Exit codes: 0 ok, 1 error, 2 usage, 3 not running, 4 not ready.
+//! `doltctl::cli`. Exit codes: 0 ok, 1 error, 2 usage, 3 not running, 4 not ready, 5 orphaned.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +69,8 @@ enum Op {
     Stop,
     /// Restart the server (also leaves the `failed` state); starts it if not running.
     Restart,
-    /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready.
+    /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready,
+    /// 5 when a server runs without its supervisor (orphaned).
     Status {
         /// Print the state as JSON.
         #[arg(long)]

@@ -2,8 +2,8 @@
 //! values, performs one command through the library, prints human output on stdout and
 //! diagnostics on stderr, and returns the process exit code. The binary only parses arguments.
 //!
-//! Exit codes: 0 ok, 1 error, 2 usage (clap), 3 not running, 4 not ready; `exec` passes its
-//! command's code through.
+//! Exit codes: 0 ok, 1 error, 2 usage (clap), 3 not running, 4 not ready, 5 orphaned
+//! (`status`); `exec` passes its command's code through.
 
 mod exec;
 pub(crate) mod render;
@@ -28,6 +28,8 @@ pub use supervise::{init_logging, print_error, run_supervisor_if_requested, Conf
 pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Exit code: a supervisor runs but its server is not ready.
 pub const EXIT_NOT_READY: u8 = 4;
+/// Exit code of `status`: a server of ours runs without a supervisor (orphaned).
+pub const EXIT_ORPHANED: u8 = 5;
 
 /// How `env` prints the connection variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,11 @@ pub fn stop(cfg: &Config) -> Result<ExitCode> {
     match runtime(false)?.block_on(control::stop(cfg))? {
         Stopped::NotRunning => println!("not running"),
         Stopped::Stopped => println!("stopped"),
+        Stopped::Orphans(pids) => {
+            for pid in pids {
+                println!("stopped orphaned server pid {pid} (it ran without a supervisor)");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
