@@ -391,6 +391,32 @@ fn restart_replaces_the_server_and_keeps_the_url() {
     env.stop();
 }
 
+/// `doltctl run` in the foreground as a child of the test, its stderr in a file. SIGHUP gets
+/// its default action in the child, even if the tests themselves run under nohup.
+fn spawn_foreground_run(env: &mut TestEnv) -> (i32, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let err_path = env.dir.path().join("run.stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let mut cmd = env.doltctl_std();
+    cmd.arg("run")
+        .env_remove("NO_COLOR")
+        .env_remove("DOLTCTL_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err);
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    env.extra.push(child);
+    (pid, err_path)
+}
+
 /// Waits for a child of the test to exit, with a deadline.
 fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
     let mut status = None;
@@ -399,6 +425,49 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
         status.is_some()
     });
     status.unwrap()
+}
+
+#[test]
+fn sighup_to_a_foreground_run_stops_its_server() {
+    let mut env = TestEnv::new();
+    let (pid, stderr) = spawn_foreground_run(&mut env);
+    wait_until(
+        "the foreground server is ready",
+        Duration::from_secs(90),
+        || env.state().is_some_and(|s| s.is_ready()),
+    );
+    let server = env.server();
+    // What a closed terminal sends.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP).unwrap();
+    let status = wait_exit(env.extra.last_mut().unwrap(), Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", env.log());
+    assert!(!server.is_running(), "the server outlived its supervisor");
+    assert!(env.dolt_servers().is_empty(), "{:?}", env.dolt_servers());
+    assert_eq!(env.state().unwrap().kind(), Phase::Stopped);
+    env.doltctl().arg("status").assert().code(3);
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    assert!(text.contains("SIGHUP"), "{text}");
+}
+
+#[test]
+fn sighup_to_a_detached_supervisor_is_ignored() {
+    let env = TestEnv::new();
+    let url = env.start();
+    let st = env.state().unwrap();
+    let sup = st.supervisor.clone().unwrap();
+    let server = env.server();
+    assert!(sup.cmdline.iter().any(|a| a == "--detached"), "{sup:?}");
+    sup.signal(Signal::SIGHUP).unwrap();
+    wait_until(
+        "the supervisor to log the ignored SIGHUP",
+        Duration::from_secs(30),
+        || env.log().contains("SIGHUP ignored"),
+    );
+    assert!(sup.is_running() && server.is_running());
+    env.doltctl().arg("status").assert().code(0);
+    block_on(query_i64(&url, "SELECT 1")).unwrap();
+    env.stop();
+    assert!(env.own_processes().is_empty());
 }
 
 fn status_json(env: &TestEnv) -> (Option<i32>, serde_json::Value) {

@@ -77,7 +77,10 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     if let Some(t) = args.idle_timeout {
         cfg.server.idle_timeout = t;
     }
-    runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg))?;
+    let opts = crate::lifecycle::supervisor::RunOptions {
+        detached: args.detached,
+    };
+    runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -46,6 +46,11 @@ pub struct RunArgs {
         help = "Stop after this long without client connections (overrides [server] idle_timeout)"
     )]
     pub idle_timeout: Option<Duration>,
+    /// Run as a detached supervisor: SIGHUP is ignored and dolt's output stays out of stderr.
+    /// Set by `start` (and auto-start), which runs the supervisor in a session of its own with
+    /// stderr in `supervisor.log`; not for people.
+    #[arg(long, hide = true)]
+    pub detached: bool,
 }
 
 /// Diagnostics on stderr, filtered by `DOLTCTL_LOG` (default: [`super::default_log_level`]).
@@ -93,7 +98,7 @@ enum SupervisorCommand {
 ///
 /// When the program was started as a supervisor (its first argument is
 /// [`SUPERVISOR_MARKER`](crate::control::SUPERVISOR_MARKER), followed by the arguments of
-/// `doltctl run`: `[--config FILE] --data-dir DIR run [--read-only] [--idle-timeout D]`), this
+/// `doltctl run`: `[--config FILE] --data-dir DIR run [--read-only] [--idle-timeout D] [--detached]`), this
 /// runs the supervisor in this process, exactly as `doltctl run` would, and exits the process
 /// when it stops: it never returns. Otherwise it returns at once, and records that this
 /// program can run supervisors. From then on, a server this process starts

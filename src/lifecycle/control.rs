@@ -286,6 +286,7 @@ fn spawn_supervisor(
     cmd.arg("--data-dir")
         .arg(&data_dir)
         .arg("run")
+        .arg("--detached")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -315,11 +316,14 @@ fn spawn_supervisor(
         cmd.env("DOLTCTL_LOG", "warn");
     }
     cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
-    // setsid in the child between fork and exec (async-signal-safe): a new session, so the
-    // terminal's signals and hangup never reach the supervisor.
+    // Between fork and exec, only async-signal-safe calls: setsid, for a new session, so the
+    // terminal's signals and hangup never reach the supervisor; and SIGHUP ignored until the
+    // supervisor handles it itself (it ignores it too, being `--detached`), so a hang-up sent
+    // while it starts cannot end it either.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid()
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn)
                 .map(|_| ())
                 .map_err(std::io::Error::from)
         });
@@ -330,7 +334,7 @@ fn spawn_supervisor(
 /// The first argument that makes a program which installed
 /// [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) run a supervisor. The
 /// doltctl arguments follow it: `[--config FILE] --data-dir DIR run [--read-only]
-/// [--idle-timeout DURATION]`.
+/// [--idle-timeout DURATION] [--detached]`.
 pub const SUPERVISOR_MARKER: &str = "--doltctl-supervisor";
 
 /// Set once this process has called `run_supervisor_if_requested` and it returned: this program

@@ -93,6 +93,14 @@ pub fn group_has_members(pgid: i32) -> bool {
         .any(|s| s.pgrp == pgid && s.is_live())
 }
 
+/// True if this process ignores `sig` (`SIG_IGN`, e.g. SIGHUP under `nohup`), as
+/// `/proc/self/status` says.
+pub fn ignores_signal(sig: Signal) -> bool {
+    Process::myself()
+        .and_then(|p| p.status())
+        .is_ok_and(|s| s.sigign & (1u64 << ((sig as i32) - 1)) != 0)
+}
+
 /// Every live process whose identity can be read (others' processes included, as `/proc`
 /// shows them), for finding processes by command line.
 pub fn all() -> Vec<ProcessIdentity> {
