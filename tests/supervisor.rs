@@ -428,7 +428,7 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
 }
 
 #[test]
-fn sighup_to_a_foreground_run_stops_its_server() {
+fn sighup_to_a_foreground_run_stops_its_server_and_dolt_output_reaches_stderr() {
     let mut env = TestEnv::new();
     let (pid, stderr) = spawn_foreground_run(&mut env);
     wait_until(
@@ -446,7 +446,11 @@ fn sighup_to_a_foreground_run_stops_its_server() {
     assert_eq!(env.state().unwrap().kind(), Phase::Stopped);
     env.doltctl().arg("status").assert().code(3);
     let text = std::fs::read_to_string(&stderr).unwrap();
+    // Dolt's own output, not only the supervisor's events.
+    assert!(text.contains("[dolt] "), "{text}");
     assert!(text.contains("SIGHUP"), "{text}");
+    // stderr is a file here: no colors.
+    assert!(!text.contains('\x1b'), "ANSI escapes in {text}");
 }
 
 #[test]
@@ -466,6 +470,10 @@ fn sighup_to_a_detached_supervisor_is_ignored() {
     assert!(sup.is_running() && server.is_running());
     env.doltctl().arg("status").assert().code(0);
     block_on(query_i64(&url, "SELECT 1")).unwrap();
+    // A detached supervisor's stderr (supervisor.log) gets no dolt output.
+    let sup_log =
+        std::fs::read_to_string(env.data_dir.join(".doltctl/supervisor.log")).unwrap_or_default();
+    assert!(!sup_log.contains("[dolt]"), "{sup_log}");
     env.stop();
     assert!(env.own_processes().is_empty());
 }

@@ -61,8 +61,16 @@ pub fn init_logging(supervisor: bool) {
     });
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(use_color())
         .with_env_filter(filter)
         .try_init();
+}
+
+/// Colors only on a terminal, and never with `NO_COLOR` set (to anything but empty; see
+/// no-color.org): journald, container logs and `supervisor.log` get plain text.
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// Prints an error as the binary does: `doltctl: ` and the message with its causes.

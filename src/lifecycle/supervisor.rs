@@ -126,6 +126,10 @@ pub(crate) fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
 
 /// Runs the supervisor for `cfg`'s data dir until it is told to stop, goes idle, or cannot
 /// launch at all. Holds the supervisor lock throughout.
+///
+/// In the foreground (`opts.detached` unset) dolt's output also goes to our stderr, so a
+/// terminal, journald or a container log sees it; a detached supervisor's stderr is
+/// `supervisor.log`, which gets only its own warnings.
 pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let instance = Instance::new(&cfg.data_dir);
     instance.ensure_dirs()?;
@@ -134,11 +138,10 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         tracing::warn!("{e}; starting with a fresh state file");
         None
     });
-    let log = Arc::new(ServerLog::open(
-        &instance.server_log(),
-        cfg.logs.max_size,
-        cfg.logs.keep,
-    )?);
+    let log = Arc::new(
+        ServerLog::open(&instance.server_log(), cfg.logs.max_size, cfg.logs.keep)?
+            .echo_dolt_to_stderr(!opts.detached),
+    );
     let commands = signal_commands(Hangup::for_run(opts), log.clone())?;
     log.event(&format!(
         "supervisor pid {} started for {}{}",
