@@ -124,7 +124,8 @@ enum Op {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready.
+    /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready,
+    /// 5 when a server runs without its supervisor (orphaned).
     Status {
         /// Print the state as JSON.
         #[arg(long)]

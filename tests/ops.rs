@@ -137,6 +137,13 @@ fn doctor_stops_an_orphaned_server_of_ours_with_fix() {
     let l = find(&checks, "lock app");
     assert_eq!(l["status"], "FAIL");
     assert!(l["detail"].as_str().unwrap().contains("orphan"), "{l}");
+    let state = find(&checks, "doltctl state");
+    assert_eq!(state["status"], "FAIL");
+    let detail = state["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("orphaned:") && detail.contains(&format!("pid {}", srv.pid)),
+        "{state}"
+    );
     assert!(srv.is_running(), "doctor without --fix signalled it");
 
     let (code, checks) = doctor_json(&env, true);

@@ -111,7 +111,15 @@ fn kill9_of_supervisor_then_start_gives_one_server() {
         !sup.is_running()
     });
 
-    env.doltctl().arg("status").assert().code(3);
+    // Its server still serves: orphaned, not stopped.
+    env.doltctl()
+        .arg("status")
+        .assert()
+        .code(5)
+        .stdout(predicates::str::contains(format!(
+            "server pid: {} runs without a supervisor",
+            orphan.pid
+        )));
     let url2 = env.start();
     assert_eq!(url2, url);
     let servers = env.dolt_servers();
@@ -150,8 +158,15 @@ fn hand_started_dolt_server_is_refused_named_and_untouched() {
         doltctl::internals::probe_lock(&lock).unwrap(),
         doltctl::internals::LockHolder::Held { pid: Some(p) } if p == hand_pid
     ));
-    // status shows the refusal.
+    // status shows the refusal, once the supervisor that recorded it has exited (`start`
+    // reports the failure as soon as it is recorded, which can be a moment before that).
+    wait_until(
+        "the refusing supervisor to exit",
+        Duration::from_secs(10),
+        || env.state().is_some_and(|s| !s.supervisor_alive()),
+    );
     let out = env.doltctl().args(["status"]).output().unwrap();
+    // A foreign server is not an orphan of ours: not running (3), never orphaned (5).
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {hand_pid}")));
 }
@@ -373,5 +388,233 @@ fn restart_replaces_the_server_and_keeps_the_url() {
         .assert()
         .success()
         .stdout(predicates::str::contains("stopping dolt pid"));
+    env.stop();
+}
+
+/// `doltctl run` in the foreground as a child of the test, its stderr in a file. SIGHUP gets
+/// its default action in the child, even if the tests themselves run under nohup.
+fn spawn_foreground_run(env: &mut TestEnv) -> (i32, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let err_path = env.dir.path().join("run.stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let mut cmd = env.doltctl_std();
+    cmd.arg("run")
+        .env_remove("NO_COLOR")
+        .env_remove("DOLTCTL_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err);
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    env.extra.push(child);
+    (pid, err_path)
+}
+
+/// Waits for a child of the test to exit, with a deadline.
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until("the child to exit", timeout, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+#[test]
+fn sighup_to_a_foreground_run_stops_its_server_and_dolt_output_reaches_stderr() {
+    let mut env = TestEnv::new();
+    let (pid, stderr) = spawn_foreground_run(&mut env);
+    wait_until(
+        "the foreground server is ready",
+        Duration::from_secs(90),
+        || env.state().is_some_and(|s| s.is_ready()),
+    );
+    let server = env.server();
+    // What a closed terminal sends.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP).unwrap();
+    let status = wait_exit(env.extra.last_mut().unwrap(), Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", env.log());
+    assert!(!server.is_running(), "the server outlived its supervisor");
+    assert!(env.dolt_servers().is_empty(), "{:?}", env.dolt_servers());
+    assert_eq!(env.state().unwrap().kind(), Phase::Stopped);
+    env.doltctl().arg("status").assert().code(3);
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    // Dolt's own output, not only the supervisor's events.
+    assert!(text.contains("[dolt] "), "{text}");
+    assert!(text.contains("SIGHUP"), "{text}");
+    // stderr is a file here: no colors.
+    assert!(!text.contains('\x1b'), "ANSI escapes in {text}");
+}
+
+#[test]
+fn sighup_to_a_detached_supervisor_is_ignored() {
+    let env = TestEnv::new();
+    let url = env.start();
+    let st = env.state().unwrap();
+    let sup = st.supervisor.clone().unwrap();
+    let server = env.server();
+    assert!(sup.cmdline.iter().any(|a| a == "--detached"), "{sup:?}");
+    sup.signal(Signal::SIGHUP).unwrap();
+    wait_until(
+        "the supervisor to log the ignored SIGHUP",
+        Duration::from_secs(30),
+        || env.log().contains("SIGHUP ignored"),
+    );
+    assert!(sup.is_running() && server.is_running());
+    env.doltctl().arg("status").assert().code(0);
+    block_on(query_i64(&url, "SELECT 1")).unwrap();
+    // A detached supervisor's stderr (supervisor.log) gets no dolt output.
+    let sup_log =
+        std::fs::read_to_string(env.data_dir.join(".doltctl/supervisor.log")).unwrap_or_default();
+    assert!(!sup_log.contains("[dolt]"), "{sup_log}");
+    env.stop();
+    assert!(env.own_processes().is_empty());
+}
+
+fn status_json(env: &TestEnv) -> (Option<i32>, serde_json::Value) {
+    let out = env.doltctl().args(["status", "--json"]).output().unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v)
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Kills the supervisor with SIGKILL and returns the server it leaves behind.
+fn orphan_the_server(env: &TestEnv) -> doltctl::ProcessIdentity {
+    let st = env.state().unwrap();
+    let sup = st.supervisor.clone().unwrap();
+    let server = st.server().cloned().unwrap();
+    sup.signal(Signal::SIGKILL).unwrap();
+    wait_until("supervisor gone", Duration::from_secs(10), || {
+        !sup.is_running()
+    });
+    server
+}
+
+#[test]
+fn an_orphan_is_reported_with_its_pid_and_stop_stops_it_without_a_state_file() {
+    let never_started = TestEnv::new();
+    let (code, fresh) = status_json(&never_started);
+    assert_eq!(code, Some(3));
+    assert!(
+        fresh["port"].is_null() && fresh["dsn"].is_null(),
+        "{fresh:#}"
+    );
+
+    let env = TestEnv::new();
+    env.start();
+    let orphan = orphan_the_server(&env);
+    let (code, v) = status_json(&env);
+    assert_eq!(code, Some(5), "{v:#}");
+    assert_eq!(v["state"], "orphaned");
+    assert_eq!(v["orphan_pid"], orphan.pid);
+    assert_eq!(v["ready"], false);
+    assert_eq!(keys(&v), keys(&fresh), "the same keys in every state");
+
+    // The state file is lost: the server is still ours, by its command line.
+    std::fs::remove_file(env.state_file()).unwrap();
+    let (code, v) = status_json(&env);
+    assert_eq!(code, Some(5), "{v:#}");
+    assert_eq!(v["orphan_pid"], orphan.pid);
+    assert_eq!(keys(&v), keys(&fresh));
+    env.doltctl()
+        .arg("stop")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "stopped orphaned server pid {}",
+            orphan.pid
+        )));
+    assert!(!orphan.is_running());
+    assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
+    env.doltctl().arg("status").assert().code(3);
+}
+
+#[test]
+fn an_orphan_with_an_unreadable_state_file_is_replaced_by_start() {
+    let env = TestEnv::new();
+    env.start();
+    env.sql("create database app");
+    let orphan = orphan_the_server(&env);
+    std::fs::write(env.state_file(), "{\"state\": \"runn").unwrap();
+    let out = env.doltctl().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("server pid: {}", orphan.pid)),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"));
+
+    let url = env.start();
+    assert_eq!(url, env.url());
+    assert!(!orphan.is_running());
+    let servers = env.dolt_servers();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_ne!(servers[0].pid, orphan.pid);
+    assert!(env.log().contains("orphaned dolt server"), "{}", env.log());
+    block_on(query_i64(&format!("{url}app"), "SELECT 1")).unwrap();
+    env.stop();
+    assert!(env.own_processes().is_empty());
+}
+
+/// A dolt someone runs by hand on doltctl's generated config, while the state file says
+/// stopped: ours all the same. status says orphaned; start stops it gracefully (SIGTERM: dolt
+/// exits 0) and runs a supervised server.
+#[test]
+fn a_dolt_on_our_generated_config_is_ours_whatever_the_state_file_says() {
+    let mut env = TestEnv::new();
+    env.start();
+    env.sql("create database app");
+    env.stop();
+    let config = env.data_dir.join(".doltctl/dolt-config.yaml");
+    let hand = env
+        .dolt()
+        .args(["sql-server", "--config"])
+        .arg(&config)
+        .current_dir(&env.data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hand_pid = hand.id() as i32;
+    env.extra.push(hand);
+    let lock = env.data_dir.join("app/.dolt/noms/LOCK");
+    wait_until(
+        "the hand-run dolt holds the lock",
+        Duration::from_secs(60),
+        || {
+            matches!(
+                doltctl::internals::probe_lock(&lock),
+                Ok(doltctl::internals::LockHolder::Held { pid: Some(p) }) if p == hand_pid
+            )
+        },
+    );
+    // Serving (so its own SIGTERM handling is in place).
+    wait_until("the hand-run dolt answers", Duration::from_secs(60), || {
+        block_on(query_i64(&env.url(), "SELECT 1")).is_ok()
+    });
+    assert_eq!(env.state().unwrap().kind(), Phase::Stopped);
+    let (code, v) = status_json(&env);
+    assert_eq!(code, Some(5), "{v:#}");
+    assert_eq!(v["orphan_pid"], hand_pid);
+
+    env.start();
+    let status = wait_exit(env.extra.last_mut().unwrap(), Duration::from_secs(30));
+    // Stopped gracefully: SIGTERM, on which dolt shuts down and exits 0, never SIGKILL.
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", env.log());
+    let servers = env.dolt_servers();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_ne!(servers[0].pid, hand_pid);
     env.stop();
 }

@@ -2,9 +2,9 @@
 //! values, performs one command through the library, prints human output on stdout and
 //! diagnostics on stderr, and returns the process exit code. The binary only parses arguments.
 //!
-//! Exit codes: 0 ok, 1 error, 2 usage (clap), 3 not running, 4 not ready; `exec` passes its
-//! command's code through (126: cannot execute, 127: not found). The full list is
-//! [`HELP_FOOTER`].
+//! Exit codes: 0 ok, 1 error, 2 usage (clap), 3 not running, 4 not ready, 5 orphaned
+//! (`status`); `exec` passes its command's code through (126: cannot execute, 127: not
+//! found). The full list is [`HELP_FOOTER`].
 
 mod docs;
 mod exec;
@@ -37,6 +37,8 @@ pub use version::{version, VERSION};
 pub const EXIT_NOT_RUNNING: u8 = 3;
 /// Exit code: a supervisor runs but its server is not ready.
 pub const EXIT_NOT_READY: u8 = 4;
+/// Exit code of `status`: a server of ours runs without a supervisor (orphaned).
+pub const EXIT_ORPHANED: u8 = 5;
 
 /// How `env` prints the connection variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +111,10 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     if let Some(t) = args.idle_timeout {
         cfg.server.idle_timeout = t;
     }
-    runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg))?;
+    let opts = crate::lifecycle::supervisor::RunOptions {
+        detached: args.detached,
+    };
+    runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -214,6 +219,11 @@ pub fn stop(mut cfg: Config, quiet: bool, timeout: Option<Duration>) -> Result<E
         match stopped {
             Stopped::NotRunning => println!("not running"),
             Stopped::Stopped => println!("stopped"),
+            Stopped::Orphans(pids) => {
+                for pid in pids {
+                    println!("stopped orphaned server pid {pid} (it ran without a supervisor)");
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,87 +2,308 @@
 
 use std::process::ExitCode;
 
+use serde_json::{json, Value};
+
 use crate::client::ConnectionInfo;
-use crate::config::Config;
-use crate::error::Result;
-use crate::lifecycle::control;
+use crate::config::{Config, Instance};
+use crate::error::{Error, Result};
+use crate::lifecycle::control::{self, Status};
+use crate::lifecycle::state_file::Phase;
 
-use super::{EXIT_NOT_READY, EXIT_NOT_RUNNING};
+use super::{EXIT_NOT_READY, EXIT_NOT_RUNNING, EXIT_ORPHANED};
 
-/// `doltctl status [--json]`: exit 0 ready, 3 not running, 4 not ready.
+/// `doltctl status [--json]`: exit 0 ready, 3 not running, 4 not ready, 5 orphaned.
+///
+/// An unreadable state file is an error, unless a server of ours runs without a supervisor:
+/// then that is the status (the file's error goes to stderr), never an error that hides it.
 pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
-    let st = control::status(cfg)?;
-    let phase = st.phase();
-    let code = if st.is_ready() {
-        ExitCode::SUCCESS
-    } else if st.supervisor_alive {
-        ExitCode::from(EXIT_NOT_READY)
-    } else {
-        ExitCode::from(EXIT_NOT_RUNNING)
+    let st = match control::status(cfg) {
+        Ok(st) => st,
+        Err(e @ Error::StateFile { .. }) => {
+            let instance = Instance::new(&cfg.data_dir);
+            let Some(orphan) = control::unsupervised_servers(&instance, None)
+                .into_iter()
+                .next()
+            else {
+                return Err(e);
+            };
+            eprintln!("doltctl: warning: {e}");
+            Status {
+                instance,
+                state: None,
+                supervisor_alive: false,
+                server_alive: false,
+                orphan: Some(orphan),
+            }
+        }
+        Err(e) => return Err(e),
     };
     if json {
-        let mut v = match &st.state {
-            Some(s) => serde_json::to_value(s).unwrap_or_default(),
-            None => serde_json::json!({
-                "data_dir": st.instance.data_dir(),
-                "read_only": cfg.server.read_only,
-            }),
-        };
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(s) = &st.state {
-                // The connection as parts and as a Go DSN (the password is never shown here).
-                let info = ConnectionInfo {
-                    host: s.host.clone(),
-                    port: s.port,
-                    user: cfg.client.user.clone(),
-                    password: String::new(),
-                    socket: s.socket.clone(),
-                    database: None,
-                    read_only: s.read_only,
-                };
-                obj.insert("user".into(), info.user.clone().into());
-                obj.insert("dsn".into(), info.dsn().into());
-            }
-            obj.insert(
-                "state".into(),
-                serde_json::to_value(phase).unwrap_or_default(),
-            );
-            obj.insert("ready".into(), st.is_ready().into());
-            obj.insert("supervisor_alive".into(), st.supervisor_alive.into());
-            obj.insert("server_alive".into(), st.server_alive.into());
-        }
-        println!("{v:#}");
-        return Ok(code);
+        println!("{:#}", status_json(&st, cfg));
+    } else {
+        print!("{}", status_text(&st));
     }
+    Ok(ExitCode::from(exit_code(&st)))
+}
+
+/// The exit code for a status: 0 ready; 4 while a supervisor runs but its server is not ready;
+/// 5 when a server of ours runs without a supervisor; 3 when nothing runs.
+fn exit_code(st: &Status) -> u8 {
+    if st.is_ready() {
+        0
+    } else if st.supervisor_alive {
+        EXIT_NOT_READY
+    } else if st.orphan.is_some() {
+        EXIT_ORPHANED
+    } else {
+        EXIT_NOT_RUNNING
+    }
+}
+
+/// The same keys in every state, `null` where a value is unknown: a port, URL or DSN only when
+/// a port was recorded (never port 0).
+fn status_json(st: &Status, cfg: &Config) -> Value {
+    let s = st.state.as_ref();
+    let port = s.map(|s| s.port).filter(|p| *p != 0);
+    // The connection as a Go DSN (the password is never shown here).
+    let dsn = s.zip(port).map(|(s, port)| {
+        ConnectionInfo {
+            host: s.host.clone(),
+            port,
+            user: cfg.client.user.clone(),
+            password: String::new(),
+            socket: s.socket.clone(),
+            database: None,
+            read_only: s.read_only,
+        }
+        .dsn()
+    });
+    json!({
+        "state": st.phase(),
+        "ready": st.is_ready(),
+        "data_dir": st.instance.data_dir(),
+        "host": s.map(|s| &s.host),
+        "port": port,
+        "url": port.and(s.and_then(|s| s.url.as_ref())),
+        "dsn": dsn,
+        "socket": s.and_then(|s| s.socket.as_ref()),
+        "user": cfg.client.user,
+        "read_only": s.map_or(cfg.server.read_only, |s| s.read_only),
+        "supervisor": s.and_then(|s| s.supervisor.as_ref()),
+        "supervisor_alive": st.supervisor_alive,
+        "server": s.and_then(|s| s.server()),
+        "server_alive": st.server_alive,
+        "orphan_pid": st.orphan.as_ref().map(|p| p.pid),
+        "started_at": s.and_then(|s| s.started_at()),
+        "restarts": s.map(|s| s.restarts),
+        "last_error": s.and_then(|s| s.last_error.as_ref()),
+        "log_tail": s.map_or(&[][..], |s| &s.log_tail[..]),
+        "dolt_version": s.and_then(|s| s.dolt_version.as_ref()),
+        "updated_at": s.map(|s| &s.updated_at),
+    })
+}
+
+fn status_text(st: &Status) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let phase = st.phase();
     let dir = st.instance.data_dir().display();
-    match &st.state {
-        None => println!("stopped: no doltctl server has run for {dir}"),
-        Some(s) => {
-            println!("{phase}: {dir}");
-            if st.is_ready() {
-                println!("  url:        {}", s.url.as_deref().unwrap_or(""));
-                if let Some(srv) = s.server() {
-                    println!("  server pid: {}", srv.pid);
-                }
-                if let Some(t) = s.started_at() {
-                    println!("  ready since {t}");
-                }
-            }
-            if let Some(sup) = s.supervisor.as_ref().filter(|_| st.supervisor_alive) {
-                println!("  supervisor: pid {}", sup.pid);
-            }
-            if let Some(v) = &s.dolt_version {
-                println!("  dolt:       {v}");
-            }
-            println!("  read only:  {}", s.read_only);
-            println!("  restarts:   {}", s.restarts);
-            if let Some(e) = &s.last_error {
-                println!("  last error: {e}");
-                for l in &s.log_tail {
-                    println!("    {l}");
+    let mut line = |l: String| {
+        let _ = writeln!(out, "{l}");
+    };
+    if st.state.is_none() && st.orphan.is_none() {
+        line(format!("stopped: no doltctl server has run for {dir}"));
+        return out;
+    }
+    line(format!("{phase}: {dir}"));
+    if let Some(o) = &st.orphan {
+        line(format!(
+            "  server pid: {} runs without a supervisor: nothing restarts or health-checks it",
+            o.pid
+        ));
+        line(format!("  command:    {}", o.command()));
+        line("  fix:        `doltctl stop` stops it; `doltctl start` replaces it with a supervised server".into());
+    }
+    let Some(s) = &st.state else {
+        return out;
+    };
+    if st.is_ready() {
+        line(format!("  url:        {}", s.url.as_deref().unwrap_or("")));
+        if let Some(srv) = s.server() {
+            line(format!("  server pid: {}", srv.pid));
+        }
+        if let Some(t) = s.started_at() {
+            line(format!("  ready since {t}"));
+        }
+    } else if let Some(url) = s.url.as_deref().filter(|_| phase == Phase::Orphaned) {
+        line(format!("  url:        {url} (as last recorded)"));
+    }
+    if let Some(sup) = s.supervisor.as_ref().filter(|_| st.supervisor_alive) {
+        line(format!("  supervisor: pid {}", sup.pid));
+    }
+    if let Some(v) = &s.dolt_version {
+        line(format!("  dolt:       {v}"));
+    }
+    line(format!("  read only:  {}", s.read_only));
+    line(format!("  restarts:   {}", s.restarts));
+    if let Some(e) = &s.last_error {
+        line(format!("  last error: {e}"));
+        for l in &s.log_tail {
+            line(format!("    {l}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Instance;
+    use crate::lifecycle::state_file::{PhaseRecord, State};
+    use crate::sys::process::ProcessIdentity;
+
+    fn ident(pid: i32) -> ProcessIdentity {
+        ProcessIdentity {
+            pid,
+            start_time: 1,
+            cmdline: vec![
+                "dolt".into(),
+                "sql-server".into(),
+                "--config".into(),
+                "/nonexistent/doltctl-status/data/.doltctl/dolt-config.yaml".into(),
+            ],
+        }
+    }
+
+    fn state(phase: PhaseRecord, port: u16) -> State {
+        State {
+            phase,
+            supervisor: Some(ident(10)),
+            host: "127.0.0.1".into(),
+            port,
+            socket: None,
+            url: (port != 0).then(|| format!("mysql://root@127.0.0.1:{port}/")),
+            data_dir: "/nonexistent/doltctl-status/data".into(),
+            read_only: false,
+            restarts: 2,
+            last_error: None,
+            log_tail: vec![],
+            dolt_version: Some("2.2.0".into()),
+            updated_at: "2026-11-28T21:00:01.000Z".into(),
+        }
+    }
+
+    fn status(state: Option<State>, supervisor: bool, server: bool, orphan: Option<i32>) -> Status {
+        Status {
+            instance: Instance::new(std::path::Path::new("/nonexistent/doltctl-status/data")),
+            state,
+            supervisor_alive: supervisor,
+            server_alive: server,
+            orphan: orphan.map(ident),
+        }
+    }
+
+    fn running() -> PhaseRecord {
+        PhaseRecord::Running {
+            server: ident(11),
+            started_at: "2026-11-28T21:00:00.000Z".into(),
+        }
+    }
+
+    /// Every state a script can meet: the same keys, no port 0 anywhere, the orphan's pid,
+    /// and the exit code of the README's table.
+    #[test]
+    fn json_has_the_same_keys_in_every_state_and_never_port_zero() {
+        let cfg = Config::default();
+        let cases = [
+            (
+                "no state file",
+                status(None, false, false, None),
+                "stopped",
+                3,
+            ),
+            (
+                "orphan without a state file",
+                status(None, false, false, Some(12)),
+                "orphaned",
+                5,
+            ),
+            (
+                "running",
+                status(Some(state(running(), 3306)), true, true, None),
+                "running",
+                0,
+            ),
+            (
+                "starting before the first launch",
+                status(
+                    Some(state(PhaseRecord::Starting { server: None }, 0)),
+                    true,
+                    false,
+                    None,
+                ),
+                "starting",
+                4,
+            ),
+            (
+                "supervisor killed, server alive",
+                status(Some(state(running(), 3306)), false, true, Some(11)),
+                "orphaned",
+                5,
+            ),
+            (
+                "supervisor and server gone",
+                status(Some(state(running(), 3306)), false, false, None),
+                "stopped",
+                3,
+            ),
+            (
+                "failed before any launch",
+                status(Some(state(PhaseRecord::Failed, 0)), false, false, None),
+                "failed",
+                3,
+            ),
+        ];
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let reference = keys(&status_json(&cases[0].1, &cfg));
+        for (what, st, phase, code) in cases {
+            let v = status_json(&st, &cfg);
+            assert_eq!(keys(&v), reference, "{what}");
+            assert_eq!(v["state"], phase, "{what}");
+            assert_eq!(exit_code(&st), code, "{what}");
+            assert_ne!(v["port"], 0, "{what}");
+            let text = v.to_string();
+            assert!(
+                !text.contains(":0/") && !text.contains(":0)"),
+                "{what}: {text}"
+            );
+            assert_eq!(
+                v["orphan_pid"],
+                st.orphan.as_ref().map_or(Value::Null, |o| o.pid.into()),
+                "{what}"
+            );
+            if st.state.as_ref().is_none_or(|s| s.port == 0) {
+                for k in ["port", "url", "dsn"] {
+                    assert!(v[k].is_null(), "{what}: {k} = {}", v[k]);
                 }
             }
         }
     }
-    Ok(code)
+
+    #[test]
+    fn text_names_the_orphan_and_what_to_do() {
+        let st = status(Some(state(running(), 3306)), false, true, Some(11));
+        let text = status_text(&st);
+        assert!(text.starts_with("orphaned: "), "{text}");
+        assert!(
+            text.contains("server pid: 11 runs without a supervisor"),
+            "{text}"
+        );
+        assert!(text.contains("doltctl stop"), "{text}");
+        let text = status_text(&status(None, false, false, Some(12)));
+        assert!(text.starts_with("orphaned: "), "{text}");
+        assert!(text.contains("server pid: 12"), "{text}");
+        let text = status_text(&status(None, false, false, None));
+        assert!(text.starts_with("stopped: no doltctl server"), "{text}");
+    }
 }

@@ -46,6 +46,11 @@ pub struct RunArgs {
         help = "Stop after this long without client connections (overrides [server] idle_timeout)"
     )]
     pub idle_timeout: Option<Duration>,
+    /// Run as a detached supervisor: SIGHUP is ignored and dolt's output stays out of stderr.
+    /// Set by `start` (and auto-start), which runs the supervisor in a session of its own with
+    /// stderr in `supervisor.log`; not for people.
+    #[arg(long, hide = true)]
+    pub detached: bool,
 }
 
 /// Diagnostics on stderr, filtered by `DOLTCTL_LOG` (default: [`super::default_log_level`]).
@@ -56,8 +61,16 @@ pub fn init_logging(supervisor: bool) {
     });
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(use_color())
         .with_env_filter(filter)
         .try_init();
+}
+
+/// Colors only on a terminal, and never with `NO_COLOR` set (to anything but empty; see
+/// no-color.org): journald, container logs and `supervisor.log` get plain text.
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// Prints an error as the binary does: `doltctl: ` and the message with its causes.
@@ -93,7 +106,7 @@ enum SupervisorCommand {
 ///
 /// When the program was started as a supervisor (its first argument is
 /// [`SUPERVISOR_MARKER`](crate::control::SUPERVISOR_MARKER), followed by the arguments of
-/// `doltctl run`: `[--config FILE] --data-dir DIR run [--read-only] [--idle-timeout D]`), this
+/// `doltctl run`: `[--config FILE] --data-dir DIR run [--read-only] [--idle-timeout D] [--detached]`), this
 /// runs the supervisor in this process, exactly as `doltctl run` would, and exits the process
 /// when it stops: it never returns. Otherwise it returns at once, and records that this
 /// program can run supervisors. From then on, a server this process starts

@@ -34,7 +34,7 @@ pub enum Level {
 /// A safe repair `--fix` may make.
 #[derive(Debug, Clone)]
 enum Repair {
-    StopOrphan(ProcessIdentity),
+    StopOrphans(Vec<ProcessIdentity>),
     RemoveInfoFile(PathBuf),
     RemoveStateFile(PathBuf),
     FixMode(PathBuf, u32),
@@ -124,14 +124,20 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
     checks.push(data_dir_check(&instance));
 
     let status = control::status(&cfg);
-    let (st, state_check) = state_checks(&instance, status);
-    let lock_checks = lock_checks(&instance, &st);
+    // Every server of ours without a supervisor (status names only one), found even when the
+    // state file is unreadable.
+    let orphans = control::unsupervised_servers(
+        &instance,
+        status.as_ref().ok().and_then(|s| s.state.as_ref()),
+    );
+    let (st, state_check) = state_checks(&instance, status, &orphans);
+    let lock_checks = lock_checks(&instance, &st, &orphans);
     let any_lock_held = lock_checks.iter().any(|(held, _)| *held);
     checks.extend(lock_checks.into_iter().map(|(_, c)| c));
-    checks.push(info_file_check(&instance, &st, any_lock_held));
+    checks.push(info_file_check(&instance, &st, &orphans, any_lock_held));
     checks.extend(state_check);
     checks.extend(permission_checks(&instance));
-    checks.push(port_check(&cfg, &st));
+    checks.push(port_check(&cfg, &st, &orphans));
     checks.push(connection_check(&cfg, &st).await);
     checks.push(health_check(&cfg, &instance, &st));
     checks.extend(log_checks(&cfg, &instance, &st));

@@ -5,7 +5,7 @@ use super::*;
 pub(super) async fn apply_repairs(checks: &mut [Check], cfg: &Config) {
     // Orphans first: stopping one releases its locks and removes its info file.
     let order = |r: &Repair| match r {
-        Repair::StopOrphan(_) => 0,
+        Repair::StopOrphans(_) => 0,
         Repair::RemoveInfoFile(_) => 1,
         Repair::RemoveStateFile(_) => 2,
         Repair::FixMode(..) => 3,
@@ -16,17 +16,31 @@ pub(super) async fn apply_repairs(checks: &mut [Check], cfg: &Config) {
         .collect();
     idx.sort_by_key(|i| checks[*i].repair.as_ref().map(order));
     let instance = Instance::new(&cfg.data_dir);
+    let mut stopped: Vec<i32> = vec![];
     for i in idx {
         let Some(repair) = checks[i].repair.clone() else {
             continue;
         };
         let outcome = match repair {
-            Repair::StopOrphan(p) => {
-                // Identity is checked again inside terminate(): a reused pid is never hit.
-                match p.terminate(cfg.server.stop_timeout).await {
-                    Ok(()) => Ok(format!("stopped orphaned server pid {}", p.pid)),
-                    Err(e) => Err(e.to_string()),
+            Repair::StopOrphans(list) => {
+                // Several checks may name one orphan (its state, its locks): stopped once.
+                let mut done = vec![];
+                let mut failed = None;
+                for p in list {
+                    if stopped.contains(&p.pid) {
+                        done.push(format!("orphaned server pid {} was stopped above", p.pid));
+                        continue;
+                    }
+                    // Identity is checked again inside terminate(): a reused pid is never hit.
+                    match p.terminate(cfg.server.stop_timeout).await {
+                        Ok(()) => {
+                            stopped.push(p.pid);
+                            done.push(format!("stopped orphaned server pid {}", p.pid));
+                        }
+                        Err(e) => failed = Some(e.to_string()),
+                    }
                 }
+                failed.map_or_else(|| Ok(done.join("; ")), Err)
             }
             Repair::RemoveInfoFile(p) => {
                 // Re-check right before: no lock held anywhere under the data dir.

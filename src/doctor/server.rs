@@ -3,21 +3,55 @@
 
 use super::*;
 
+/// What `doctor` says about a server of ours that runs without a supervisor, and how `--fix`
+/// stops it.
+fn orphan_check(name: &str, orphans: &[ProcessIdentity], supervisor: Option<i32>) -> Check {
+    let which: Vec<String> = orphans
+        .iter()
+        .map(|o| format!("server pid {} ({})", o.pid, o.command()))
+        .collect();
+    check(
+        name,
+        Level::Fail,
+        format!(
+            "orphaned: {} serves this data dir without a supervisor{}: nothing restarts or health-checks it",
+            which.join(", "),
+            supervisor
+                .map(|p| format!(" (supervisor pid {p} is gone)"))
+                .unwrap_or_default()
+        ),
+    )
+    .fix("`doltctl doctor --fix` or `doltctl stop` stops it (SIGTERM, then SIGKILL after stop_timeout); `doltctl start` replaces it with a supervised server")
+    .repair(Repair::StopOrphans(orphans.to_vec()))
+}
+
 pub(super) fn state_checks(
     instance: &Instance,
     status: crate::Result<InstanceStatus>,
+    orphans: &[ProcessIdentity],
 ) -> (Option<InstanceStatus>, Vec<Check>) {
     let path = instance.state_file();
     let st = match status {
         Ok(st) => st,
         Err(e) => {
-            let c = check("doltctl state", Level::Fail, e.to_string())
+            let mut checks = vec![check("doltctl state", Level::Fail, e.to_string())
                 .fix("`doltctl doctor --fix` removes it when no Dolt lock is held (the next start rewrites it)")
-                .repair(Repair::RemoveStateFile(path));
-            return (None, vec![c]);
+                .repair(Repair::RemoveStateFile(path))];
+            if !orphans.is_empty() {
+                checks.push(orphan_check("orphaned server", orphans, None));
+            }
+            return (None, checks);
         }
     };
     let c = match &st.state {
+        _ if !orphans.is_empty() => orphan_check(
+            "doltctl state",
+            orphans,
+            st.state
+                .as_ref()
+                .and_then(|s| s.supervisor.as_ref())
+                .map(|p| p.pid),
+        ),
         None => check(
             "doltctl state",
             Level::Ok,
@@ -57,15 +91,6 @@ pub(super) fn state_checks(
             Level::Ok,
             format!("not running (last state {})", s.kind()),
         ),
-        Some(s) if st.server_alive => check(
-            "doltctl state",
-            Level::Warn,
-            format!(
-                "supervisor is gone but its server pid {} still runs (an orphan)",
-                s.server().map_or(0, |p| p.pid)
-            ),
-        )
-        .fix("`doltctl doctor --fix` stops it, or `doltctl start` replaces it"),
         Some(s) => check(
             "doltctl state",
             Level::Warn,
@@ -82,13 +107,18 @@ pub(super) fn state_checks(
 }
 
 /// One check per database; the bool says whether a lock is held.
-pub(super) fn lock_checks(instance: &Instance, st: &Option<InstanceStatus>) -> Vec<(bool, Check)> {
+pub(super) fn lock_checks(
+    instance: &Instance,
+    st: &Option<InstanceStatus>,
+    orphans: &[ProcessIdentity],
+) -> Vec<(bool, Check)> {
     let dbs = locks::databases(instance.data_dir()).unwrap_or_default();
     let state = st.as_ref().and_then(|s| s.state.as_ref());
     let ours = state
         .and_then(|s| s.server().cloned())
         .filter(|p| p.is_running());
     let supervisor_alive = st.as_ref().is_some_and(|s| s.supervisor_alive);
+    let orphan = |pid: i32| orphans.iter().find(|o| o.pid == pid);
     dbs.iter()
         .map(|db| {
             let name = format!("lock {}", db.name);
@@ -108,13 +138,13 @@ pub(super) fn lock_checks(instance: &Instance, st: &Option<InstanceStatus>) -> V
                     Level::Ok,
                     format!("held by our server pid {pid}"),
                 ),
-                (Some(pid), Some(o)) if pid == o.pid => check(
+                (Some(pid), _) if orphan(pid).is_some() => check(
                     &name,
                     Level::Fail,
                     format!("held by pid {pid}, a server doltctl started whose supervisor is gone (orphan)"),
                 )
                 .fix("`doltctl doctor --fix` stops it (SIGTERM, then SIGKILL); `doltctl start` also does")
-                .repair(Repair::StopOrphan(o.clone())),
+                .repair(Repair::StopOrphans(orphan(pid).into_iter().cloned().collect())),
                 (Some(pid), _) => check(
                     &name,
                     Level::Fail,
@@ -136,6 +166,7 @@ pub(super) fn lock_checks(instance: &Instance, st: &Option<InstanceStatus>) -> V
 pub(super) fn info_file_check(
     instance: &Instance,
     st: &Option<InstanceStatus>,
+    orphans: &[ProcessIdentity],
     lock_held: bool,
 ) -> Check {
     let path = instance.dolt_server_info();
@@ -151,6 +182,11 @@ pub(super) fn info_file_check(
         Some(pid) if ours.as_ref().is_some_and(|o| o.pid == pid) => {
             check("sql-server.info", Level::Ok, format!("current: our server pid {pid}"))
         }
+        Some(pid) if orphans.iter().any(|o| o.pid == pid) => check(
+            "sql-server.info",
+            Level::Ok,
+            format!("current: our orphaned server pid {pid} (see `doltctl state`)"),
+        ),
         Some(pid) if crate::server::preflight::serves_data_dir(pid, instance) => {
             check(
                 "sql-server.info",
@@ -178,7 +214,11 @@ pub(super) fn info_file_check(
     }
 }
 
-pub(super) fn port_check(cfg: &Config, st: &Option<InstanceStatus>) -> Check {
+pub(super) fn port_check(
+    cfg: &Config,
+    st: &Option<InstanceStatus>,
+    orphans: &[ProcessIdentity],
+) -> Check {
     let state = st.as_ref().and_then(|s| s.state.as_ref());
     let recorded = state.map(|s| s.port).filter(|p| *p != 0);
     let port = match cfg.server.port {
@@ -197,6 +237,14 @@ pub(super) fn port_check(cfg: &Config, st: &Option<InstanceStatus>) -> Check {
             "port",
             Level::Ok,
             format!("{}:{port} served by our server pid {pid}", cfg.server.host),
+        ),
+        Some((pid, _)) if orphans.iter().any(|o| o.pid == pid) => check(
+            "port",
+            Level::Ok,
+            format!(
+                "{}:{port} served by our orphaned server pid {pid} (see `doltctl state`)",
+                cfg.server.host
+            ),
         ),
         Some((pid, cmd)) => {
             let level = if cfg.server.port == PortSetting::Auto && !ready {
@@ -250,7 +298,7 @@ pub(super) async fn connection_check(cfg: &Config, st: &Option<InstanceStatus>) 
         return check(
             "connection",
             Level::Ok,
-            "skipped: no server running (doctor never starts one)",
+            "skipped: no supervised server is running and ready (doctor never starts one)",
         );
     };
     let opts = health::probe_opts(cfg, state.port);

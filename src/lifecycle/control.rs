@@ -16,6 +16,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::lifecycle::start_lock::lock_start;
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::log as logs;
+use crate::server::preflight;
+use crate::sys::process::ProcessIdentity;
 
 /// What `status` sees: the state file (if any) and whether its processes are really alive.
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ pub struct Status {
     pub supervisor_alive: bool,
     /// The server it records is still that process.
     pub server_alive: bool,
+    /// A server of ours running without a supervisor: the recorded server when its
+    /// supervisor is gone, or else a `dolt sql-server` running this data dir's generated
+    /// config. Only looked for when no supervisor runs for the data dir.
+    pub orphan: Option<ProcessIdentity>,
 }
 
 impl Status {
@@ -43,28 +49,76 @@ impl Status {
     }
 
     /// The phase as a person should read it: a state file whose supervisor is dead says
-    /// nothing about the present.
+    /// nothing about the present, and a server of ours without a supervisor is
+    /// [`Phase::Orphaned`], never `stopped`.
     pub fn phase(&self) -> Phase {
-        match &self.state {
-            Some(s) if self.supervisor_alive => s.kind(),
-            Some(s) if matches!(s.kind(), Phase::Failed | Phase::Idle) => s.kind(),
-            _ => Phase::Stopped,
+        derive_phase(
+            self.state.as_ref().map(State::kind),
+            self.supervisor_alive,
+            self.orphan.is_some(),
+        )
+    }
+}
+
+/// The status phase from what the state file records and what is alive: the supervisor's own
+/// phase while it lives; else `orphaned` while a server of ours runs; else the last phase if it
+/// explains the stop (`failed`, `idle`); else `stopped`.
+pub(crate) fn derive_phase(recorded: Option<Phase>, supervisor_alive: bool, orphan: bool) -> Phase {
+    match recorded {
+        Some(p) if supervisor_alive => p,
+        _ if orphan => Phase::Orphaned,
+        Some(p @ (Phase::Failed | Phase::Idle)) => p,
+        _ => Phase::Stopped,
+    }
+}
+
+/// The servers of ours that run without a supervisor: the recorded server if it is still that
+/// process, and every `dolt sql-server` running this data dir's generated config. Empty while a
+/// supervisor runs: the recorded one, or any process holding `supervisor.lock` (looked up in
+/// `/proc/locks`, never by taking the lock, which could make a starting supervisor fail).
+pub fn unsupervised_servers(instance: &Instance, state: Option<&State>) -> Vec<ProcessIdentity> {
+    if state.is_some_and(|s| s.supervisor_alive())
+        || crate::sys::locks::holder_of(&instance.supervisor_lock()).is_some()
+    {
+        return vec![];
+    }
+    let mut out: Vec<ProcessIdentity> = state
+        .and_then(|s| s.server().cloned())
+        .filter(|p| p.is_running())
+        .into_iter()
+        .collect();
+    for p in preflight::own_servers(instance) {
+        if !out.iter().any(|o| o.pid == p.pid) {
+            out.push(p);
         }
     }
+    out
 }
 
 /// Reads the instance's status. No side effects: nothing is created, locked or removed.
 pub fn status(cfg: &Config) -> Result<Status> {
     let instance = Instance::new(&cfg.data_dir);
     let state = State::read(&instance.state_file())?;
+    Ok(status_of(instance, state))
+}
+
+fn status_of(instance: Instance, state: Option<State>) -> Status {
     let supervisor_alive = state.as_ref().is_some_and(|s| s.supervisor_alive());
     let server_alive = state.as_ref().is_some_and(|s| s.server_alive());
-    Ok(Status {
+    let orphan = if supervisor_alive {
+        None
+    } else {
+        unsupervised_servers(&instance, state.as_ref())
+            .into_iter()
+            .next()
+    };
+    Status {
         instance,
         state,
         supervisor_alive,
         server_alive,
-    })
+        orphan,
+    }
 }
 
 /// Like [`status`], but a malformed state file counts as none: `start` replaces it (the
@@ -73,12 +127,7 @@ fn status_for_start(cfg: &Config) -> Result<Status> {
     match status(cfg) {
         Err(e @ Error::StateFile { .. }) => {
             tracing::warn!("{e}");
-            Ok(Status {
-                instance: Instance::new(&cfg.data_dir),
-                state: None,
-                supervisor_alive: false,
-                server_alive: false,
-            })
+            Ok(status_of(Instance::new(&cfg.data_dir), None))
         }
         other => other,
     }
@@ -237,6 +286,7 @@ fn spawn_supervisor(
     cmd.arg("--data-dir")
         .arg(&data_dir)
         .arg("run")
+        .arg("--detached")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -266,11 +316,14 @@ fn spawn_supervisor(
         cmd.env("DOLTCTL_LOG", "warn");
     }
     cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
-    // setsid in the child between fork and exec (async-signal-safe): a new session, so the
-    // terminal's signals and hangup never reach the supervisor.
+    // Between fork and exec, only async-signal-safe calls: setsid, for a new session, so the
+    // terminal's signals and hangup never reach the supervisor; and SIGHUP ignored until the
+    // supervisor handles it itself (it ignores it too, being `--detached`), so a hang-up sent
+    // while it starts cannot end it either.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid()
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn)
                 .map(|_| ())
                 .map_err(std::io::Error::from)
         });
@@ -281,7 +334,7 @@ fn spawn_supervisor(
 /// The first argument that makes a program which installed
 /// [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) run a supervisor. The
 /// doltctl arguments follow it: `[--config FILE] --data-dir DIR run [--read-only]
-/// [--idle-timeout DURATION]`.
+/// [--idle-timeout DURATION] [--detached]`.
 pub const SUPERVISOR_MARKER: &str = "--doltctl-supervisor";
 
 /// Set once this process has called `run_supervisor_if_requested` and it returned: this program
@@ -418,27 +471,45 @@ fn last_lines(path: &Path, n: usize) -> Option<String> {
 }
 
 /// What `stop` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stopped {
     /// Nothing was running.
     NotRunning,
     /// The supervisor stopped the server and exited.
     Stopped,
+    /// No supervisor ran; these servers of ours (pids) ran without one and were stopped.
+    Orphans(Vec<i32>),
 }
 
-/// Stops the supervisor and its server; returns once both are gone.
+/// Stops the supervisor and its server; returns once both are gone. Servers of ours running
+/// without a supervisor (see [`unsupervised_servers`]) are stopped too: SIGTERM to the group,
+/// SIGKILL after `stop_timeout`. A malformed state file is no obstacle unless a supervisor
+/// runs (then it says which file).
 pub async fn stop(cfg: &Config) -> Result<Stopped> {
     let instance = Instance::new(&cfg.data_dir);
-    if !instance.state_file().exists() {
-        return Ok(Stopped::NotRunning);
-    }
-    let _lock = lock_start(&instance, start_deadline(cfg)).await?;
-    let st = status(cfg)?;
-    let Some(mut state) = st.state else {
-        return Ok(Stopped::NotRunning);
+    // Without a runtime dir there is no start lock to take (and no supervisor), but a server
+    // of ours whose files were deleted under it may still run.
+    let _lock = match instance.runtime_dir().is_dir() {
+        true => Some(lock_start(&instance, start_deadline(cfg)).await?),
+        false => None,
+    };
+    let mut state = match State::read(&instance.state_file()) {
+        Ok(s) => s,
+        Err(e @ Error::StateFile { .. }) => {
+            if crate::sys::locks::holder_of(&instance.supervisor_lock()).is_some() {
+                return Err(e);
+            }
+            tracing::warn!("{e}");
+            None
+        }
+        Err(e) => return Err(e),
     };
     let mut did = false;
-    if let Some(sup) = state.supervisor.clone().filter(|s| s.is_running()) {
+    if let Some(sup) = state
+        .as_ref()
+        .and_then(|s| s.supervisor.clone())
+        .filter(|s| s.is_running())
+    {
         did = true;
         sup.signal(Signal::SIGTERM)?;
         // The supervisor itself escalates to SIGKILL after stop_timeout.
@@ -450,23 +521,24 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
             let _ = sup.signal(Signal::SIGKILL);
             sup.wait_gone(Duration::from_secs(5)).await;
         }
-        state = State::read(&instance.state_file())?.unwrap_or(state);
+        state = State::read(&instance.state_file())?.or(state);
     }
-    // A server left behind (its supervisor was killed) is an orphan of ours.
-    if let Some(server) = state.server().cloned().filter(|s| s.is_running()) {
-        did = true;
+    // Left behind by a killed supervisor, or by one whose state file was lost.
+    let mut orphans = vec![];
+    for server in unsupervised_servers(&instance, state.as_ref()) {
         server.terminate(cfg.server.stop_timeout).await?;
+        orphans.push(server.pid);
     }
-    if state.phase != PhaseRecord::Stopped {
+    if let Some(state) = state.as_mut().filter(|s| s.phase != PhaseRecord::Stopped) {
         // The supervisor was killed before it could record the stop itself.
         state.phase = PhaseRecord::Stopped;
         state.updated_at = crate::sys::clock::now_rfc3339();
         state.write(&instance.state_file())?;
     }
-    Ok(if did {
-        Stopped::Stopped
-    } else {
-        Stopped::NotRunning
+    Ok(match (did, orphans.is_empty()) {
+        (true, _) => Stopped::Stopped,
+        (false, false) => Stopped::Orphans(orphans),
+        (false, true) => Stopped::NotRunning,
     })
 }
 
@@ -494,5 +566,85 @@ pub async fn restart(cfg: &Config) -> Result<State> {
             }
         }
         None => start(cfg).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status phase for every recorded phase (and none), with the supervisor alive or not
+    /// and an orphan or not. A live supervisor's phase is the truth; without one, a server of
+    /// ours running is `orphaned`, never `stopped`.
+    #[test]
+    fn status_phase_is_derived_from_the_record_and_the_living() {
+        use Phase::*;
+        let recorded = [
+            None,
+            Some(Starting),
+            Some(Running),
+            Some(Backoff),
+            Some(Stopping),
+            Some(Stopped),
+            Some(Failed),
+            Some(Idle),
+        ];
+        for r in recorded {
+            // A live supervisor is known only from a state file.
+            for supervisor in [false, true].into_iter().filter(|s| !s || r.is_some()) {
+                for orphan in [false, true] {
+                    let got = derive_phase(r, supervisor, orphan);
+                    let want = match (r, supervisor, orphan) {
+                        (Some(p), true, _) => p,
+                        (_, false, true) => Orphaned,
+                        (Some(Failed), false, false) => Failed,
+                        (Some(Idle), false, false) => Idle,
+                        _ => Stopped,
+                    };
+                    assert_eq!(
+                        got, want,
+                        "recorded {r:?}, supervisor {supervisor}, orphan {orphan}"
+                    );
+                    if orphan && !supervisor {
+                        assert_ne!(got, Stopped, "an orphan is never reported stopped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A state file whose supervisor and server are both someone else now (pids reused, as
+    /// forged here with wrong start times): not alive, no orphan, stopped.
+    #[test]
+    fn a_state_file_of_dead_processes_is_stopped_and_names_no_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        let instance = Instance::new(dir.path());
+        let me = ProcessIdentity::current().unwrap();
+        let forged = ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        let state = State {
+            phase: PhaseRecord::Running {
+                server: forged.clone(),
+                started_at: "2026-11-28T21:00:00.000Z".into(),
+            },
+            supervisor: Some(forged),
+            host: "127.0.0.1".into(),
+            port: 1,
+            socket: None,
+            url: None,
+            data_dir: dir.path().into(),
+            read_only: false,
+            restarts: 0,
+            last_error: None,
+            log_tail: vec![],
+            dolt_version: None,
+            updated_at: "2026-11-28T21:00:00.000Z".into(),
+        };
+        let st = status_of(instance, Some(state));
+        assert!(!st.supervisor_alive && !st.server_alive);
+        assert!(st.orphan.is_none());
+        assert_eq!(st.phase(), Phase::Stopped);
     }
 }

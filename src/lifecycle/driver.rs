@@ -123,7 +123,9 @@ impl Launcher for DoltLauncher {
         previous_port: Option<u16>,
     ) -> Result<Launched<DoltChild, Prober>, LaunchError> {
         let bin = self.binary().map_err(LaunchError::fatal)?;
-        preflight::check_locks(&self.instance, &self.log).map_err(LaunchError::fatal)?;
+        preflight::check_locks(&self.instance, self.cfg.server.stop_timeout, &self.log)
+            .await
+            .map_err(LaunchError::fatal)?;
         let host = self.cfg.server.host.clone();
         let port = port::choose(self.cfg.server.port, &host, &self.instance, previous_port)
             .map_err(LaunchError::fatal)?;

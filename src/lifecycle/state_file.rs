@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::sys::atomic::write_atomic;
 use crate::sys::process::ProcessIdentity;
 
-/// A phase of the server's life, by name (see the state machine in ARCHITECTURE.md).
+/// A phase of the server's life, by name (see the state machine in ARCHITECTURE.md), as
+/// `status` reports it. All but [`Phase::Orphaned`] are phases of the supervisor's state
+/// machine and are what the state file records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -28,6 +30,13 @@ pub enum Phase {
     Failed,
     /// Stopped by the supervisor after `idle_timeout` without clients.
     Idle,
+    /// A server of ours runs without a supervisor (its supervisor was killed, or its state
+    /// file lost): nothing restarts or health-checks it. Never recorded in the state file and
+    /// not a phase of the supervisor's state machine: only
+    /// [`control::Status::phase`](crate::control::Status::phase) derives it, from the state
+    /// file and the processes alive. `doltctl stop` stops such a server; `doltctl start`
+    /// replaces it with a supervised one.
+    Orphaned,
 }
 
 impl std::fmt::Display for Phase {
@@ -40,6 +49,7 @@ impl std::fmt::Display for Phase {
             Phase::Stopped => "stopped",
             Phase::Failed => "failed",
             Phase::Idle => "idle",
+            Phase::Orphaned => "orphaned",
         };
         f.write_str(s)
     }

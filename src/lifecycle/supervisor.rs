@@ -3,7 +3,8 @@
 //! terminate, kill, wait, log, exit. Nothing here decides what comes next.
 //!
 //! Commands arrive as a stream ([`Command`]); in the real supervisor signals feed it
-//! (SIGTERM/SIGINT stop, SIGUSR1 restarts), in unit tests the test does.
+//! (SIGTERM/SIGINT stop, SIGUSR1 restarts, SIGHUP as [`Hangup`] says), in unit tests the test
+//! does.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -38,14 +39,47 @@ pub(crate) enum Command {
     Restart,
 }
 
-/// Forwards SIGTERM/SIGINT (stop) and SIGUSR1 (restart) into a command stream. Installed
-/// before anything else so no signal is lost while the supervisor starts up.
-fn signal_commands() -> Result<mpsc::Receiver<Command>> {
+/// How a supervisor runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunOptions {
+    /// Started by `control::start` in a session of its own, its stderr in `supervisor.log`
+    /// (the hidden `run --detached`); otherwise `doltctl run` in the foreground.
+    pub detached: bool,
+}
+
+/// What SIGHUP does to a supervisor. Either way it never leaves a server running unsupervised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hangup {
+    /// Stop the server, then exit, as SIGTERM does: a foreground `doltctl run` whose terminal
+    /// went away.
+    Stop,
+    /// Log it and keep supervising: a detached supervisor (no terminal can hang up on it; a
+    /// hang-up sent by hand must not end it), or one started with SIGHUP ignored (`nohup`).
+    Ignore,
+}
+
+impl Hangup {
+    /// The policy for a supervisor run with `opts`.
+    pub(crate) fn for_run(opts: RunOptions) -> Hangup {
+        if opts.detached || crate::sys::process::ignores_signal(Signal::SIGHUP) {
+            Hangup::Ignore
+        } else {
+            Hangup::Stop
+        }
+    }
+}
+
+/// Forwards SIGTERM/SIGINT (stop), SIGUSR1 (restart) and SIGHUP (stop or nothing, as `hangup`
+/// says) into a command stream. Installed before the supervisor launches anything, so no
+/// signal can end it while a server of its runs. Installing the SIGHUP handler also replaces
+/// an inherited `SIG_IGN` (which would pass on to dolt) by a handler that exec resets.
+fn signal_commands(hangup: Hangup, log: Arc<ServerLog>) -> Result<mpsc::Receiver<Command>> {
     let mk = |k| signal(k).map_err(|e| Error::io("signal handler", e));
-    let (mut term, mut int, mut usr1) = (
+    let (mut term, mut int, mut usr1, mut hup) = (
         mk(SignalKind::terminate())?,
         mk(SignalKind::interrupt())?,
         mk(SignalKind::user_defined1())?,
+        mk(SignalKind::hangup())?,
     );
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
@@ -54,6 +88,16 @@ fn signal_commands() -> Result<mpsc::Receiver<Command>> {
                 _ = term.recv() => Command::Stop,
                 _ = int.recv() => Command::Stop,
                 _ = usr1.recv() => Command::Restart,
+                _ = hup.recv() => match hangup {
+                    Hangup::Stop => {
+                        log.event("SIGHUP (a hang-up: the terminal closed?): stopping the server and the supervisor");
+                        Command::Stop
+                    }
+                    Hangup::Ignore => {
+                        log.event("SIGHUP ignored: this supervisor runs detached (or under nohup); `doltctl stop` stops it");
+                        continue;
+                    }
+                },
             };
             if tx.send(cmd).await.is_err() {
                 break;
@@ -82,7 +126,11 @@ pub(crate) fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
 
 /// Runs the supervisor for `cfg`'s data dir until it is told to stop, goes idle, or cannot
 /// launch at all. Holds the supervisor lock throughout.
-pub(crate) async fn run(cfg: Config) -> Result<()> {
+///
+/// In the foreground (`opts.detached` unset) dolt's output also goes to our stderr, so a
+/// terminal, journald or a container log sees it; a detached supervisor's stderr is
+/// `supervisor.log`, which gets only its own warnings.
+pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let instance = Instance::new(&cfg.data_dir);
     instance.ensure_dirs()?;
     let _lock = lock_supervisor(&instance)?;
@@ -90,24 +138,33 @@ pub(crate) async fn run(cfg: Config) -> Result<()> {
         tracing::warn!("{e}; starting with a fresh state file");
         None
     });
-    let log = Arc::new(ServerLog::open(
-        &instance.server_log(),
-        cfg.logs.max_size,
-        cfg.logs.keep,
-    )?);
-    let commands = signal_commands()?;
+    let log = Arc::new(
+        ServerLog::open(&instance.server_log(), cfg.logs.max_size, cfg.logs.keep)?
+            .echo_dolt_to_stderr(!opts.detached),
+    );
+    let commands = signal_commands(Hangup::for_run(opts), log.clone())?;
     log.event(&format!(
-        "supervisor pid {} started for {}",
+        "supervisor pid {} started for {}{}",
         std::process::id(),
-        instance.data_dir().display()
+        instance.data_dir().display(),
+        if opts.detached { " (detached)" } else { "" }
     ));
     let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
-    let mut sup = Supervisor::new(&cfg, instance, log, launcher, commands);
+    let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
+    // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
+    // leftovers while orphans are stopped below.
+    sup.publish();
     // The previous supervisor is gone (we hold its lock): a server it recorded that is still
-    // alive is an orphan of ours.
+    // alive, and any dolt running this data dir's generated config, is an orphan of ours.
     let orphan = previous.as_ref().and_then(|p| p.server().cloned());
-    if let Err(e) = preflight::stop_orphan(orphan.as_ref(), cfg.server.stop_timeout, &sup.log).await
+    if let Err(e) = preflight::stop_orphans(
+        orphan.as_ref(),
+        &instance,
+        cfg.server.stop_timeout,
+        &sup.log,
+    )
+    .await
     {
         sup.finish(Err(&e));
         return Err(e);

@@ -38,6 +38,8 @@ pub struct ServerLog {
     path: PathBuf,
     max_size: u64,
     keep: u32,
+    /// Dolt's lines also go to stderr (a foreground supervisor).
+    echo_dolt: bool,
     inner: Mutex<Inner>,
 }
 
@@ -76,6 +78,7 @@ impl ServerLog {
             path: path.to_path_buf(),
             max_size,
             keep,
+            echo_dolt: false,
             inner: Mutex::new(Inner {
                 file: Some(file),
                 size,
@@ -85,9 +88,21 @@ impl ServerLog {
         })
     }
 
+    /// Also writes dolt's lines to stderr, as `[dolt] LINE` (the supervisor's events reach
+    /// stderr through tracing already). For a foreground supervisor, so a terminal, journald
+    /// or a container log sees the server's output; failed writes (a closed terminal) are
+    /// ignored.
+    pub fn echo_dolt_to_stderr(mut self, on: bool) -> ServerLog {
+        self.echo_dolt = on;
+        self
+    }
+
     /// Appends one line. A log write failure never stops the supervisor: it is reported once
     /// through tracing and the line is kept in the in-memory tail.
     pub fn line(&self, source: Source, text: &str) {
+        if self.echo_dolt && source == Source::Dolt {
+            let _ = writeln!(std::io::stderr().lock(), "[dolt] {}", text.trim_end());
+        }
         let line = format!("{} [{}] {}\n", now_rfc3339(), source.tag(), text.trim_end());
         let mut inner = match self.inner.lock() {
             Ok(g) => g,

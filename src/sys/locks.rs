@@ -133,6 +133,14 @@ pub fn probe(path: &Path) -> Result<Holder> {
     }
 }
 
+/// The pid holding an flock on `path`, read from `/proc/locks` alone: unlike [`probe`], it
+/// never takes the lock, so it cannot make a process that is taking it right now fail.
+/// `None` when the file is missing, nobody holds it, or the holder is not visible here.
+pub fn holder_of(path: &Path) -> Option<i32> {
+    let meta = std::fs::metadata(path).ok()?;
+    holder_pid(meta.dev(), meta.ino())
+}
+
 /// Takes an exclusive flock on one of doltctl's own lock files (created 0600 if missing)
 /// without waiting: `Ok(None)` when another process holds it. Never used on Dolt's LOCK files.
 pub fn try_flock(path: &Path) -> Result<Option<Flock<File>>> {

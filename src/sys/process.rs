@@ -93,6 +93,26 @@ pub fn group_has_members(pgid: i32) -> bool {
         .any(|s| s.pgrp == pgid && s.is_live())
 }
 
+/// True if this process ignores `sig` (`SIG_IGN`, e.g. SIGHUP under `nohup`), as
+/// `/proc/self/status` says.
+pub fn ignores_signal(sig: Signal) -> bool {
+    Process::myself()
+        .and_then(|p| p.status())
+        .is_ok_and(|s| s.sigign & (1u64 << ((sig as i32) - 1)) != 0)
+}
+
+/// Every live process whose identity can be read (others' processes included, as `/proc`
+/// shows them), for finding processes by command line.
+pub fn all() -> Vec<ProcessIdentity> {
+    let Ok(procs) = procfs::process::all_processes() else {
+        return vec![];
+    };
+    procs
+        .flatten()
+        .filter_map(|p| ProcessIdentity::of(p.pid()))
+        .collect()
+}
+
 /// The working directory of a process (`/proc/PID/cwd`), when it may be read.
 pub fn cwd(pid: i32) -> Option<PathBuf> {
     Process::new(pid).ok()?.cwd().ok()
@@ -180,13 +200,15 @@ impl ProcessIdentity {
         }
     }
 
-    /// SIGTERM to the group, wait `grace`, then SIGKILL the group. Returns once it is gone.
+    /// SIGTERM to the group, wait `grace`, then SIGKILL the group. Returns once it is gone,
+    /// its threads included (so its files, locks and sockets are closed).
     pub async fn terminate(&self, grace: Duration) -> Result<()> {
         if !self.is_running() {
             return Ok(());
         }
         let _ = self.signal_group(Signal::SIGTERM);
         if self.wait_gone(grace).await {
+            wait_threads_gone(self.pid, Duration::from_secs(5)).await;
             return Ok(());
         }
         tracing::warn!(
@@ -195,6 +217,7 @@ impl ProcessIdentity {
         );
         let _ = self.signal_group(Signal::SIGKILL);
         if self.wait_gone(Duration::from_secs(10)).await {
+            wait_threads_gone(self.pid, Duration::from_secs(5)).await;
             Ok(())
         } else {
             Err(Error::Process {
@@ -202,6 +225,27 @@ impl ProcessIdentity {
                 message: "did not exit after SIGKILL".into(),
             })
         }
+    }
+}
+
+/// True while a thread of `pid` other than an exited one runs. A multi-threaded process (dolt)
+/// shows as a zombie as soon as its main thread exited, while its other threads may still be
+/// closing its files: only when none is left are its locks and sockets released.
+fn has_live_threads(pid: i32) -> bool {
+    let Ok(tasks) = Process::new(pid).and_then(|p| p.tasks()) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .any(|t| t.stat().is_ok_and(|s| s.state != 'Z' && s.state != 'X'))
+}
+
+/// Waits (at most `timeout`) until a process whose main thread is gone has no thread left.
+/// Only waits: nothing is signalled, so a reused pid costs at most the wait.
+async fn wait_threads_gone(pid: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while has_live_threads(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
