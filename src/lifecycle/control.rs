@@ -98,7 +98,7 @@ pub fn unsupervised_servers(instance: &Instance, state: Option<&State>) -> Vec<P
 /// Reads the instance's status. No side effects: nothing is created, locked or removed.
 pub fn status(cfg: &Config) -> Result<Status> {
     let instance = Instance::new(&cfg.data_dir);
-    let state = State::read(&instance.state_file())?;
+    let state = current_state(&instance)?;
     Ok(status_of(instance, state))
 }
 
@@ -119,6 +119,17 @@ fn status_of(instance: Instance, state: Option<State>) -> Status {
         server_alive,
         orphan,
     }
+}
+
+/// The instance's state as its live supervisor knows it (asked over the control socket, so it
+/// is current even when the state file cannot be written or was deleted), else the state file.
+/// A pure read either way.
+fn current_state(instance: &Instance) -> Result<Option<State>> {
+    if let Some(s) = crate::lifecycle::control_socket::query(instance, Duration::from_millis(250))
+    {
+        return Ok(Some(s));
+    }
+    State::read(&instance.state_file())
 }
 
 /// Like [`status`], but a malformed state file counts as none: `start` replaces it (the
@@ -195,6 +206,9 @@ async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
             if st.supervisor_alive {
                 None
             } else {
+                // No dolt anywhere is a mistake to report now, not a supervisor to leave
+                // retrying (one that loses its binary later does retry).
+                crate::server::dolt::resolve_binary(cfg)?;
                 let mut c = spawn_supervisor(cfg, &instance, opts)?;
                 wait_registered(cfg, &instance, &mut c, left).await?;
                 Some(c)
@@ -420,7 +434,13 @@ async fn wait_ready(
             if st.supervisor_alive && s.kind() == Phase::Failed {
                 return Err(Error::ServerFailed {
                     state: s.kind().to_string(),
-                    last_error: s.last_error.clone(),
+                    last_error: s.last_error.as_ref().map(|e| {
+                        format!(
+                            "{e} (the supervisor keeps retrying every {:?}: `doltctl restart` \
+                             retries now, `doltctl stop` gives up)",
+                            cfg.restart.max_backoff
+                        )
+                    }),
                     log_tail: s.log_tail.clone(),
                 });
             }
@@ -493,7 +513,7 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
         true => Some(lock_start(&instance, start_deadline(cfg)).await?),
         false => None,
     };
-    let mut state = match State::read(&instance.state_file()) {
+    let mut state = match current_state(&instance) {
         Ok(s) => s,
         Err(e @ Error::StateFile { .. }) => {
             if crate::sys::locks::holder_of(&instance.supervisor_lock()).is_some() {
@@ -521,7 +541,7 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
             let _ = sup.signal(Signal::SIGKILL);
             sup.wait_gone(Duration::from_secs(5)).await;
         }
-        state = State::read(&instance.state_file())?.or(state);
+        state = current_state(&instance)?.or(state);
     }
     // Left behind by a killed supervisor, or by one whose state file was lost.
     let mut orphans = vec![];
@@ -556,7 +576,7 @@ pub async fn restart(cfg: &Config) -> Result<State> {
             // Judge only states written after the signal was handled, not the old one.
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline
-                && State::read(&instance.state_file())?.map(|s| s.updated_at) == old_update
+                && current_state(&instance)?.map(|s| s.updated_at) == old_update
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

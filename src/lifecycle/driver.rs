@@ -82,7 +82,8 @@ pub(crate) struct DoltLauncher {
     cfg: Config,
     instance: Instance,
     log: Arc<ServerLog>,
-    bin: Option<PathBuf>,
+    /// The binary of the last launch (path, inode, mtime).
+    bin: Option<(PathBuf, u64, i64)>,
     version_task: Option<tokio::task::JoinHandle<Result<String>>>,
 }
 
@@ -97,11 +98,19 @@ impl DoltLauncher {
         }
     }
 
+    /// The dolt binary for this launch, resolved again every time: a binary deleted or
+    /// replaced (an upgrade) while the server ran is what the next launch uses, and a missing
+    /// one is a clear error that names every place searched.
     fn binary(&mut self) -> Result<PathBuf> {
-        if let Some(b) = &self.bin {
-            return Ok(b.clone());
-        }
         let b = dolt::resolve_binary(&self.cfg)?;
+        let id = binary_identity(&b);
+        if self.bin.as_ref() == Some(&id) {
+            return Ok(b);
+        }
+        if self.bin.is_some() {
+            self.log
+                .event(&format!("dolt binary is now {} (changed since the last launch)", b.display()));
+        }
         // Before any dolt command: dolt creates the root's global config itself.
         dolt::prepare_dolt_root(&self.instance)?;
         // `dolt version` only informs the state file: run it beside the launch, off the path
@@ -109,9 +118,20 @@ impl DoltLauncher {
         let env = dolt::dolt_env(&self.instance);
         let vb = b.clone();
         self.version_task = Some(tokio::spawn(async move { dolt::version(&vb, &env).await }));
-        self.bin = Some(b.clone());
+        self.bin = Some(id);
         Ok(b)
     }
+}
+
+/// A binary as a file: path, inode and modification time, so a replaced file is noticed.
+fn binary_identity(path: &std::path::Path) -> (PathBuf, u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok();
+    (
+        path.to_path_buf(),
+        m.as_ref().map_or(0, |m| m.ino()),
+        m.as_ref().map_or(0, |m| m.mtime()),
+    )
 }
 
 impl Launcher for DoltLauncher {

@@ -6,7 +6,7 @@
 //! | from                  | event                        | to                                         | actions             |
 //! |-----------------------|------------------------------|--------------------------------------------|---------------------|
 //! | starting (launching)  | launched                     | starting (server)                          |                     |
-//! | starting (launching)  | launch failed, first, fatal  | failed, exit with the error                | exit                |
+//! | starting (launching)  | launch failed, first, fatal  | failed (retry in `max_backoff`)            | wait                |
 //! | starting (launching)  | launch failed                | backoff, or failed after too many failures | wait / -            |
 //! | starting (server)     | ready                        | running                                    |                     |
 //! | starting (server)     | exited                       | backoff / failed                           | wait / -            |
@@ -14,15 +14,21 @@
 //! | running               | exited                       | backoff / failed                           | wait / -            |
 //! | running               | wedged                       | stopping (then: failure)                   | kill                |
 //! | running               | idle                         | stopping (then: idle)                      | terminate           |
+//! | starting (server), running | lost (data dir gone)    | stopping (then: failure)                   | terminate           |
 //! | starting, running     | stop                         | stopping (then: stopped)                   | terminate           |
 //! | starting, running     | restart                      | stopping (then: relaunch)                  | terminate           |
 //! | stopping              | server stopped               | stopped / idle (exit), starting (relaunch), backoff / failed | exit / launch / wait |
 //! | stopping              | stop                         | stopping (then: stopped)                   |                     |
 //! | stopping              | restart                      | stopping (then: relaunch)                  |                     |
-//! | backoff               | backoff elapsed              | starting (launching)                       | launch              |
+//! | backoff, failed       | backoff elapsed              | starting (launching)                       | launch              |
 //! | backoff, failed       | restart                      | starting (launching), failures forgotten   | launch              |
 //! | backoff, failed       | stop                         | stopped                                    | exit                |
 //! | starting (launching)  | stop                         | stopped                                    | exit                |
+//!
+//! "backoff / failed": the failure is counted; after `max_failures` within `failure_window`
+//! the phase is `failed`, which still retries by itself every `max_backoff` (as Kubernetes'
+//! CrashLoopBackOff does): a port, a disk or a binary that comes back brings the server back.
+//! Nothing but a stop or an idle stop ends the supervisor.
 //!
 //! Everything else is refused ([`Refused`]); stopped and idle are final.
 
@@ -105,8 +111,9 @@ impl ServerPhase {
 pub(crate) enum Event {
     /// The server process was spawned.
     Launched(Launch),
-    /// No server process could be launched. `fatal`: retrying cannot help (a foreign lock
-    /// holder, no dolt binary); on the very first launch the supervisor then exits.
+    /// No server process could be launched. `fatal`: retrying soon cannot help (a foreign
+    /// lock holder, no dolt binary, a fixed port taken); on the very first launch the phase
+    /// goes straight to failed, so `start` reports it at once, and retries every `max_backoff`.
     LaunchFailed { error: String, fatal: bool },
     /// The server answered `SELECT 1`.
     Ready { at: std::time::SystemTime },
@@ -116,6 +123,8 @@ pub(crate) enum Event {
     Exited(String),
     /// `max_missed` health probes in a row failed.
     Wedged(String),
+    /// The server can no longer serve correctly (its data dir was removed): stop it.
+    Lost(String),
     /// No client for `idle_timeout` (the start lock is already held).
     IdleTimeout,
     /// The stopping server is gone (reaped).
@@ -141,8 +150,8 @@ pub(crate) enum Action {
     Wait(Duration),
     /// Write this event to the server log.
     Log(String),
-    /// Leave the loop. `Some(error)`: the supervisor exits with that error.
-    Exit(Option<String>),
+    /// Leave the loop: the supervisor is done (stopped or idle).
+    Exit,
 }
 
 /// An event the phase has no transition for.
@@ -245,9 +254,16 @@ pub(crate) fn transition(
         }
         (P::Starting(None), E::LaunchFailed { error, fatal }) => {
             if fatal && !m.launched_once {
+                m.restarts += 1;
                 m.last_error = Some(error.clone());
                 m.phase = P::Failed;
-                vec![Action::Exit(Some(error))]
+                let retry = m.policy.max_backoff;
+                vec![
+                    Action::Log(format!(
+                        "cannot launch: {error}; retrying every {retry:?} (`doltctl restart` retries now)"
+                    )),
+                    Action::Wait(retry),
+                ]
             } else {
                 m.launched_once = true;
                 fail(&mut m, error, None, now)
@@ -255,7 +271,7 @@ pub(crate) fn transition(
         }
         (P::Starting(None), E::Stop) => {
             m.phase = P::Stopped;
-            vec![Action::Exit(None)]
+            vec![Action::Exit]
         }
         (P::Starting(Some(launch)), E::Ready { at }) => {
             m.phase = P::Running {
@@ -282,6 +298,13 @@ pub(crate) fn transition(
                 then: Then::Fail(why),
             };
             vec![Action::Kill]
+        }
+        (P::Starting(Some(launch)) | P::Running { launch, .. }, E::Lost(why)) => {
+            m.phase = P::Stopping {
+                launch: launch.clone(),
+                then: Then::Fail(why),
+            };
+            vec![Action::Terminate]
         }
         (P::Running { launch, .. }, E::IdleTimeout) => {
             m.phase = P::Stopping {
@@ -310,7 +333,7 @@ pub(crate) fn transition(
             match then.clone() {
                 Then::Stopped => {
                     m.phase = P::Stopped;
-                    vec![Action::Exit(None)]
+                    vec![Action::Exit]
                 }
                 Then::Idle => {
                     m.phase = P::Idle;
@@ -319,7 +342,7 @@ pub(crate) fn transition(
                             "idle stop complete; the next client access starts the server again"
                                 .into(),
                         ),
-                        Action::Exit(None),
+                        Action::Exit,
                     ]
                 }
                 Then::Relaunch => {
@@ -347,7 +370,7 @@ pub(crate) fn transition(
             }
             vec![]
         }
-        (P::Backoff { .. }, E::BackoffElapsed) => {
+        (P::Backoff { .. } | P::Failed, E::BackoffElapsed) => {
             m.phase = P::Starting(None);
             vec![Action::Launch]
         }
@@ -358,7 +381,7 @@ pub(crate) fn transition(
         }
         (P::Backoff { .. } | P::Failed, E::Stop) => {
             m.phase = P::Stopped;
-            vec![Action::Exit(None)]
+            vec![Action::Exit]
         }
         (_, event) => return Err(refused(&m, event)),
     };
@@ -389,11 +412,16 @@ fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Ve
     m.last_error = Some(why.clone());
     if m.failures.len() as u32 >= m.policy.max_failures {
         m.phase = ServerPhase::Failed;
-        return vec![Action::Log(format!(
-            "giving up after {} failures within {:?}: {why}; run `doltctl restart` to try again",
-            m.failures.len(),
-            m.policy.failure_window
-        ))];
+        let retry = m.policy.max_backoff;
+        return vec![
+            Action::Log(format!(
+                "failed {} times within {:?}: {why}; retrying every {retry:?} \
+                 (`doltctl restart` retries now)",
+                m.failures.len(),
+                m.policy.failure_window
+            )),
+            Action::Wait(retry),
+        ];
     }
     let wait = m.backoff;
     m.backoff = (m.backoff * 2).min(m.policy.max_backoff);

@@ -86,6 +86,7 @@ fn every_event(t: Instant) -> Vec<Event> {
         Event::NotReady("slow".into()),
         Event::Exited("exit code 2".into()),
         Event::Wedged("no answer".into()),
+        Event::Lost("data dir removed".into()),
         Event::IdleTimeout,
         Event::ServerStopped,
         Event::BackoffElapsed,
@@ -120,6 +121,7 @@ fn ev(e: &Event) -> &'static str {
         Event::NotReady(_) => "not_ready",
         Event::Exited(_) => "exited",
         Event::Wedged(_) => "wedged",
+        Event::Lost(_) => "lost",
         Event::IdleTimeout => "idle",
         Event::ServerStopped => "server_stopped",
         Event::BackoffElapsed => "backoff_elapsed",
@@ -161,6 +163,9 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("stopping(relaunch)", "restart", "stopping(relaunch)"),
     ("stopping(fail)", "restart", "stopping(relaunch)"),
     ("backoff", "backoff_elapsed", "starting(launching)"),
+    ("failed", "backoff_elapsed", "starting(launching)"),
+    ("starting(server)", "lost", "stopping(fail)"),
+    ("running", "lost", "stopping(fail)"),
     ("backoff", "restart", "starting(launching)"),
     ("backoff", "stop", "stopped"),
     ("failed", "restart", "starting(launching)"),
@@ -198,7 +203,7 @@ fn every_allowed_transition_goes_where_the_table_says_and_all_others_are_refused
 }
 
 #[test]
-fn a_fatal_error_before_any_launch_ends_the_supervisor_but_later_it_is_retried() {
+fn a_fatal_error_before_any_launch_fails_at_once_and_retries_every_max_backoff() {
     let t = Instant::now();
     let mut m = Machine::new(policy());
     let fatal = Event::LaunchFailed {
@@ -206,8 +211,16 @@ fn a_fatal_error_before_any_launch_ends_the_supervisor_but_later_it_is_retried()
         fatal: true,
     };
     assert_eq!(
-        m.clone().step(fatal.clone(), t).unwrap(),
-        vec![Action::Exit(Some("locked by pid 9".into()))]
+        m.clone().step(fatal.clone(), t).unwrap()[1..],
+        [Action::Wait(Duration::from_millis(400))]
+    );
+    let mut first = m.clone();
+    first.step(fatal.clone(), t).unwrap();
+    assert_eq!(first.phase, ServerPhase::Failed);
+    assert_eq!(first.last_error.as_deref(), Some("locked by pid 9"));
+    assert_eq!(
+        first.step(Event::BackoffElapsed, t).unwrap(),
+        vec![Action::Launch]
     );
     m.step(Event::Launched(launch(t)), t).unwrap();
     m.step(Event::Exited("exit code 1".into()), t).unwrap();
@@ -243,7 +256,16 @@ fn backoff_doubles_up_to_the_maximum_and_too_many_failures_end_in_failed() {
     assert_eq!(m.phase, ServerPhase::Failed);
     assert_eq!(m.restarts, 5);
     assert_eq!(m.last_error.as_deref(), Some("exit code 1"));
-    assert!(matches!(&actions[..], [Action::Log(l)] if l.contains("giving up after 5")));
+    assert!(
+        matches!(&actions[..], [Action::Log(l), Action::Wait(w)]
+            if l.contains("failed 5 times") && *w == Duration::from_millis(400)),
+        "{actions:?}"
+    );
+    // Failed is not for good: after max_backoff it tries again.
+    assert_eq!(
+        m.step(Event::BackoffElapsed, t).unwrap(),
+        vec![Action::Launch]
+    );
 }
 
 #[test]
@@ -317,7 +339,7 @@ fn a_stop_during_a_wedge_kill_exits_instead_of_restarting() {
     assert_eq!(m.step(Event::Stop, t).unwrap(), vec![]);
     assert_eq!(
         m.step(Event::ServerStopped, t).unwrap(),
-        vec![Action::Exit(None)]
+        vec![Action::Exit]
     );
     assert_eq!(m.phase, ServerPhase::Stopped);
 }

@@ -3,6 +3,7 @@
 //! restart, status).
 
 pub mod control;
+pub(crate) mod control_socket;
 pub(crate) mod driver;
 pub(crate) mod machine;
 pub(crate) mod start_lock;

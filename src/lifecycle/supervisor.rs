@@ -14,13 +14,14 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, HealthConfig, Instance};
 use crate::error::{Error, Result};
 use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
+use crate::lifecycle::control_socket::ControlSocket;
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
@@ -133,7 +134,10 @@ pub(crate) fn lock_supervisor(instance: &Instance) -> Result<Flock<File>> {
 pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let instance = Instance::new(&cfg.data_dir);
     instance.ensure_dirs()?;
-    let _lock = lock_supervisor(&instance)?;
+    // The exclusion that no deleted file can undo (see control_socket), then the lock file
+    // other tools look for.
+    let control = ControlSocket::bind(&instance)?;
+    let lock = lock_supervisor(&instance)?;
     let previous = State::read(&instance.state_file()).unwrap_or_else(|e| {
         tracing::warn!("{e}; starting with a fresh state file");
         None
@@ -151,6 +155,8 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     ));
     let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
+    sup.lock = Some(lock);
+    tokio::spawn(control.serve(sup.subscribe()));
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
     // leftovers while orphans are stopped below.
@@ -169,9 +175,9 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         sup.finish(Err(&e));
         return Err(e);
     }
-    let result = sup.drive().await;
-    sup.finish(result.as_ref().map(|_| ()));
-    result.map(|_| ())
+    sup.drive().await;
+    sup.finish(Ok(()));
+    Ok(())
 }
 
 /// The settings the loop itself needs.
@@ -201,8 +207,15 @@ pub(crate) struct Supervisor<L: Launcher> {
     /// Held from the idle decision until this process exits: a client waiting on it then sees
     /// no supervisor and starts a new one.
     idle_lock: Option<StartLock>,
-    /// The error of a launch that ends the supervisor.
-    fatal: Option<Error>,
+    /// The supervisor lock (absent in unit tests); re-taken when its file is deleted.
+    lock: Option<Flock<File>>,
+    /// The data dir's inode when the server was launched: a data dir removed (or replaced)
+    /// under a running server stops it.
+    data_dir_ino: Option<u64>,
+    /// The state could not be written last time: try again on the next maintenance tick.
+    unwritten: bool,
+    /// The latest state, for the control socket.
+    state_tx: watch::Sender<Option<State>>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -247,12 +260,20 @@ impl<L: Launcher> Supervisor<L> {
             ready_deadline: Instant::now(),
             backoff_until: None,
             idle_lock: None,
-            fatal: None,
+            lock: None,
+            data_dir_ino: None,
+            unwritten: false,
+            state_tx: watch::channel(None).0,
         }
     }
 
+    /// The state as it is published, for the control socket.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<State>> {
+        self.state_tx.subscribe()
+    }
+
     /// Runs the machine until an `Exit` action; returns the final phase.
-    pub(crate) async fn drive(&mut self) -> Result<Phase> {
+    pub(crate) async fn drive(&mut self) -> Phase {
         self.publish();
         let mut pending: VecDeque<Action> = VecDeque::from([Action::Launch]);
         loop {
@@ -275,14 +296,7 @@ impl<L: Launcher> Supervisor<L> {
                         self.log.event(&line);
                         None
                     }
-                    Action::Exit(None) => return Ok(self.machine.phase.kind()),
-                    Action::Exit(Some(why)) => {
-                        return Err(self.fatal.take().unwrap_or(Error::ServerFailed {
-                            state: Phase::Failed.to_string(),
-                            last_error: Some(why),
-                            log_tail: vec![],
-                        }))
-                    }
+                    Action::Exit => return self.machine.phase.kind(),
                 };
                 if let Some(e) = event {
                     pending.extend(self.apply(e));
@@ -334,13 +348,95 @@ impl<L: Launcher> Supervisor<L> {
         self.record.restarts = m.restarts;
         self.record.last_error = m.last_error.clone();
         self.record.updated_at = now_rfc3339();
-        if let Err(e) = self.record.write(&self.instance.state_file()) {
-            tracing::error!("cannot write state file: {e}");
+        self.state_tx.send_replace(Some(self.record.clone()));
+        // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
+        // file stays whole (atomic rename), the control socket serves the state meanwhile,
+        // and the next maintenance tick writes it again.
+        match self.record.write(&self.instance.state_file()) {
+            Ok(()) => {
+                if self.unwritten {
+                    self.log.event("state file written again");
+                }
+                self.unwritten = false;
+            }
+            Err(e) => {
+                if !self.unwritten {
+                    self.log.event(&format!(
+                        "cannot write the state file ({e}); `doltctl status` asks the supervisor meanwhile"
+                    ));
+                }
+                self.unwritten = true;
+            }
         }
     }
 
+    /// Housekeeping on every health tick, in every waiting phase: puts back runtime files
+    /// deleted under us (`rm -rf .doltctl`, `git clean -fdx`), writes a state that could not
+    /// be written, and reports a data dir that is gone.
+    fn maintain(&mut self) -> Option<Event> {
+        let data_dir = self.instance.data_dir().to_path_buf();
+        let ino = std::fs::metadata(&data_dir)
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if self.machine.phase.server().is_some() && ino != self.data_dir_ino {
+            let why = format!(
+                "data dir {} was {} while the server ran; stopped the server rather than let it \
+                 serve deleted files",
+                data_dir.display(),
+                if ino.is_none() { "removed" } else { "replaced" }
+            );
+            self.log.event(&why);
+            return Some(Event::Lost(why));
+        }
+        if ino.is_none() {
+            return None;
+        }
+        if self.lock.is_some() && !self.lock_is_in_place() {
+            self.restore_runtime_files();
+        }
+        if self.unwritten {
+            self.publish();
+        }
+        None
+    }
+
+    /// True while our locked `supervisor.lock` is still the file at its path.
+    fn lock_is_in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let held = self.lock.as_ref().and_then(|l| l.metadata().ok()).map(|m| m.ino());
+        let named = std::fs::metadata(self.instance.supervisor_lock())
+            .ok()
+            .map(|m| m.ino());
+        held.is_some() && held == named
+    }
+
+    /// Recreates the runtime dir, re-takes the supervisor lock on the new file and rewrites
+    /// the state. No second supervisor can have started meanwhile: the control socket, not a
+    /// file, keeps supervisors unique.
+    fn restore_runtime_files(&mut self) {
+        let rt = self.instance.runtime_dir().to_path_buf();
+        if let Err(e) = self.instance.ensure_dirs() {
+            tracing::warn!("recreating {}: {e}", rt.display());
+            return;
+        }
+        match crate::sys::locks::try_flock(&self.instance.supervisor_lock()) {
+            Ok(Some(l)) => self.lock = Some(l),
+            Ok(None) => tracing::warn!(
+                "{} is locked by another process",
+                self.instance.supervisor_lock().display()
+            ),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        self.log.event(&format!(
+            "runtime files in {} were removed under the running supervisor; recreated them",
+            rt.display()
+        ));
+        self.publish();
+    }
+
     /// Records how the supervisor ends: its final phase, or `failed` with the error.
-    fn finish(&mut self, result: std::result::Result<(), &Error>) {
+    pub(crate) fn finish(&mut self, result: std::result::Result<(), &Error>) {
         if let Err(e) = result {
             self.machine.last_error = Some(e.to_string());
             self.record.log_tail = self.log.tail(15);
@@ -380,17 +476,17 @@ impl<L: Launcher> Supervisor<L> {
                     launched_at: Instant::now(),
                 };
                 self.ready_deadline = launch.launched_at + self.settings.ready_timeout;
+                self.data_dir_ino = std::fs::metadata(self.instance.data_dir())
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
                 self.child = Some(child);
                 self.probe = Some(probe);
                 Event::Launched(launch)
             }
-            Err(LaunchError { error, fatal }) => {
-                let why = error.to_string();
-                if fatal {
-                    self.fatal = Some(error);
-                }
-                Event::LaunchFailed { error: why, fatal }
-            }
+            Err(LaunchError { error, fatal }) => Event::LaunchFailed {
+                error: error.to_string(),
+                fatal,
+            },
         }
     }
 
@@ -399,15 +495,24 @@ impl<L: Launcher> Supervisor<L> {
         match self.machine.phase {
             ServerPhase::Starting(Some(_)) => self.wait_ready().await,
             ServerPhase::Running { .. } => self.watch().await,
-            ServerPhase::Backoff { .. } => {
+            // Backoff and failed wait out their timer (failed retries every max_backoff),
+            // or a command; the other phases are left by actions.
+            _ => {
                 let until = self.backoff_until.unwrap_or_else(Instant::now);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until.into()) => Event::BackoffElapsed,
-                    e = self.command() => e,
+                let mut maintenance = tokio::time::interval(self.settings.health.interval);
+                maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => return Event::BackoffElapsed,
+                        e = self.command() => return e,
+                        _ = maintenance.tick() => {
+                            if let Some(e) = self.maintain() {
+                                return e;
+                            }
+                        }
+                    }
                 }
             }
-            // Failed waits for a restart or a stop; the other phases are left by actions.
-            _ => self.command().await,
         }
     }
 
@@ -463,8 +568,8 @@ impl<L: Launcher> Supervisor<L> {
             self.record.port,
             started.elapsed().as_millis()
         ));
-        if self.record.dolt_version.is_none() {
-            self.record.dolt_version = self.launcher.version().await;
+        if let Some(v) = self.launcher.version().await {
+            self.record.dolt_version = Some(v);
         }
         Event::Ready {
             at: SystemTime::now(),
@@ -474,9 +579,6 @@ impl<L: Launcher> Supervisor<L> {
     /// Running: notices an exit at once (by reaping), a wedge after `max_missed` probes, and
     /// no clients for `idle_timeout`.
     async fn watch(&mut self) -> Event {
-        let (Some(child), Some(probe)) = (self.child.as_mut(), self.probe.as_mut()) else {
-            return Event::Exited("no server process".into());
-        };
         let h = self.settings.health.clone();
         let idle_timeout = self.settings.idle_timeout;
         let mut missed = 0u32;
@@ -485,57 +587,66 @@ impl<L: Launcher> Supervisor<L> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            tokio::select! {
-                status = child.wait() => {
-                    child.after_exit().await;
-                    let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    let msg = format!("dolt pid {} exited unexpectedly ({status})", child.identity().pid);
-                    self.log.event(&msg);
-                    self.child = None;
-                    if let Some(mut p) = self.probe.take() {
-                        p.close().await;
+            {
+                let Some(child) = self.child.as_mut() else {
+                    return Event::Exited("no server process".into());
+                };
+                tokio::select! {
+                    status = child.wait() => {
+                        child.after_exit().await;
+                        let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
+                        let msg = format!("dolt pid {} exited unexpectedly ({status})", child.identity().pid);
+                        self.log.event(&msg);
+                        self.release().await;
+                        return Event::Exited(msg);
                     }
-                    return Event::Exited(msg);
+                    cmd = self.commands.recv() => {
+                        return match cmd {
+                            Some(Command::Restart) => Event::Restart,
+                            _ => Event::Stop,
+                        };
+                    }
+                    _ = tick.tick() => {}
                 }
-                cmd = self.commands.recv() => {
-                    return match cmd {
-                        Some(Command::Restart) => Event::Restart,
-                        _ => Event::Stop,
-                    };
-                }
-                _ = tick.tick() => match probe.health(h.timeout).await {
-                    Ok(()) => {
-                        missed = 0;
-                        if idle_timeout.is_zero() {
-                            continue;
-                        }
-                        match probe.client_connections(h.timeout).await {
-                            Ok(n) if n > 0 => last_client = Instant::now(),
-                            Ok(_) if last_client.elapsed() >= idle_timeout => {
-                                if let Some(lock) = try_lock_start(&self.instance) {
-                                    self.log.event(&format!(
-                                        "no client connection for {:?} (idle_timeout); stopping the server",
-                                        last_client.elapsed()
-                                    ));
-                                    self.idle_lock = Some(lock);
-                                    return Event::IdleTimeout;
-                                }
+            }
+            if let Some(e) = self.maintain() {
+                return e;
+            }
+            let (Some(child), Some(probe)) = (self.child.as_ref(), self.probe.as_mut()) else {
+                return Event::Exited("no server process".into());
+            };
+            let pid = child.identity().pid;
+            match probe.health(h.timeout).await {
+                Ok(()) => {
+                    missed = 0;
+                    if idle_timeout.is_zero() {
+                        continue;
+                    }
+                    match probe.client_connections(h.timeout).await {
+                        Ok(n) if n > 0 => last_client = Instant::now(),
+                        Ok(_) if last_client.elapsed() >= idle_timeout => {
+                            if let Some(lock) = try_lock_start(&self.instance) {
+                                self.log.event(&format!(
+                                    "no client connection for {:?} (idle_timeout); stopping the server",
+                                    last_client.elapsed()
+                                ));
+                                self.idle_lock = Some(lock);
+                                return Event::IdleTimeout;
                             }
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!("counting client connections: {e}"),
                         }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("counting client connections: {e}"),
                     }
-                    Err(e) => {
-                        missed += 1;
-                        self.log.event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
-                        if missed >= h.max_missed {
-                            let msg = format!(
-                                "dolt pid {} is wedged: {missed} health probes missed ({e})",
-                                child.identity().pid
-                            );
-                            self.log.event(&format!("{msg}; killing it"));
-                            return Event::Wedged(msg);
-                        }
+                }
+                Err(e) => {
+                    missed += 1;
+                    self.log
+                        .event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
+                    if missed >= h.max_missed {
+                        let msg =
+                            format!("dolt pid {pid} is wedged: {missed} health probes missed ({e})");
+                        self.log.event(&format!("{msg}; killing it"));
+                        return Event::Wedged(msg);
                     }
                 }
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::process::{Child, Command as ProcessCommand};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::lifecycle::driver::{LaunchError, Launched, Launcher, Probe, ServerProcess};
@@ -20,6 +20,8 @@ use crate::lifecycle::driver::{LaunchError, Launched, Launcher, Probe, ServerPro
 struct Script {
     /// Launches fail (non-fatal) while set.
     fail_launch: AtomicBool,
+    /// Failed launches are fatal ones (a foreign lock holder, no binary).
+    fatal_launch: AtomicBool,
     /// The child exits at once (`true` instead of `sleep`).
     exit_at_once: AtomicBool,
     /// Readiness probes fail while set.
@@ -120,7 +122,7 @@ impl Launcher for FakeLauncher {
         if self.0.fail_launch.load(Ordering::SeqCst) {
             return Err(LaunchError {
                 error: Error::ConfigValue("fake launch failure".into()),
-                fatal: false,
+                fatal: self.0.fatal_launch.load(Ordering::SeqCst),
             });
         }
         let mut cmd = if self.0.exit_at_once.load(Ordering::SeqCst) {
@@ -159,7 +161,8 @@ struct Harness {
     dir: tempfile::TempDir,
     script: Arc<Script>,
     commands: mpsc::Sender<Command>,
-    task: tokio::task::JoinHandle<Result<Phase>>,
+    task: tokio::task::JoinHandle<Phase>,
+    live: watch::Receiver<Option<State>>,
 }
 
 impl Drop for Harness {
@@ -202,17 +205,26 @@ fn start(script: Script, tweak: impl FnOnce(&mut Config)) -> Harness {
     let log = Arc::new(ServerLog::open(&instance.server_log(), 1 << 20, 1).expect("server log"));
     let script = Arc::new(script);
     let (tx, rx) = mpsc::channel(8);
+    let lock = lock_supervisor(&instance).expect("supervisor lock");
     let mut sup = Supervisor::new(&cfg, instance, log, FakeLauncher(script.clone()), rx);
+    sup.lock = Some(lock);
+    let live = sup.subscribe();
     let task = tokio::spawn(async move { sup.drive().await });
     Harness {
         dir,
         script,
         commands: tx,
         task,
+        live,
     }
 }
 
 impl Harness {
+    /// The state as the supervisor publishes it (what its control socket serves).
+    fn live(&self) -> Option<State> {
+        self.live.borrow().clone()
+    }
+
     fn state(&self) -> Option<State> {
         State::read(&Instance::new(self.dir.path()).state_file())
             .ok()
@@ -243,7 +255,7 @@ impl Harness {
     }
 
     /// Waits for the loop to end, with a deadline.
-    async fn finished(&mut self) -> Result<Phase> {
+    async fn finished(&mut self) -> Phase {
         tokio::time::timeout(Duration::from_secs(10), &mut self.task)
             .await
             .expect("the supervisor loop did not end in time")
@@ -310,7 +322,7 @@ async fn stop_command_terminates_the_fake_child_and_ends_stopped() {
     let mut h = start(Script::default(), |_| {});
     let first = h.running().await;
     h.commands.send(Command::Stop).await.unwrap();
-    assert_eq!(h.finished().await.unwrap(), Phase::Stopped);
+    assert_eq!(h.finished().await, Phase::Stopped);
     let s = h.state().unwrap();
     assert_eq!(s.kind(), Phase::Stopped);
     assert!(s.server().is_none());
@@ -327,7 +339,7 @@ async fn stop_during_a_long_backoff_ends_at_once() {
     });
     h.wait_for("backoff", |s| s.kind() == Phase::Backoff).await;
     h.commands.send(Command::Stop).await.unwrap();
-    assert_eq!(h.finished().await.unwrap(), Phase::Stopped);
+    assert_eq!(h.finished().await, Phase::Stopped);
     assert_eq!(h.script.launches.load(Ordering::SeqCst), 1);
 }
 
@@ -351,7 +363,7 @@ async fn fake_child_that_exits_at_once_ends_in_failed_until_restarted() {
     h.commands.send(Command::Restart).await.unwrap();
     h.running().await;
     h.commands.send(Command::Stop).await.unwrap();
-    assert_eq!(h.finished().await.unwrap(), Phase::Stopped);
+    assert_eq!(h.finished().await, Phase::Stopped);
 }
 
 #[tokio::test]
@@ -377,7 +389,7 @@ async fn no_clients_for_idle_timeout_stops_the_fake_child_and_holds_the_start_lo
         c.server.idle_timeout = Duration::from_millis(100);
     });
     let first = h.running().await;
-    assert_eq!(h.finished().await.unwrap(), Phase::Idle);
+    assert_eq!(h.finished().await, Phase::Idle);
     assert_eq!(h.state().unwrap().kind(), Phase::Idle);
     assert!(gone(&first));
 }
@@ -402,4 +414,71 @@ async fn a_client_connection_keeps_the_fake_child_up() {
     }
     assert_eq!(h.state().unwrap().kind(), Phase::Running);
     assert!(first.is_running());
+}
+
+#[tokio::test]
+async fn failed_retries_by_itself_every_max_backoff() {
+    let script = Script::default();
+    script.exit_at_once.store(true, Ordering::SeqCst);
+    script.never_ready.store(true, Ordering::SeqCst);
+    let h = start(script, |_| {});
+    h.wait_for("failed", |s| s.kind() == Phase::Failed).await;
+    // The environment heals; no command is sent.
+    h.script.exit_at_once.store(false, Ordering::SeqCst);
+    h.script.never_ready.store(false, Ordering::SeqCst);
+    h.running().await;
+}
+
+#[tokio::test]
+async fn a_fatal_first_launch_fails_at_once_and_the_supervisor_keeps_retrying() {
+    let script = Script::default();
+    script.fail_launch.store(true, Ordering::SeqCst);
+    script.fatal_launch.store(true, Ordering::SeqCst);
+    let h = start(script, |_| {});
+    let s = h.wait_for("failed", |s| s.kind() == Phase::Failed).await;
+    assert_eq!(s.restarts, 1, "failed after the first attempt, not after max_failures");
+    assert!(s.last_error.unwrap_or_default().contains("fake launch failure"));
+    h.script.fail_launch.store(false, Ordering::SeqCst);
+    h.running().await;
+    assert!(h.script.launches.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn runtime_files_removed_under_a_running_fake_child_are_recreated() {
+    let h = start(Script::default(), |_| {});
+    let first = h.running().await;
+    let instance = Instance::new(h.dir.path());
+    std::fs::remove_dir_all(instance.runtime_dir()).unwrap();
+    let s = h
+        .wait_for("the state file again", |s| s.kind() == Phase::Running)
+        .await;
+    assert_eq!(s.server().map(|p| p.pid), Some(first.pid), "the same server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::sys::locks::try_flock(&instance.supervisor_lock())
+        .unwrap()
+        .is_some()
+    {
+        assert!(Instant::now() < deadline, "supervisor.lock was not re-taken");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_removed_data_dir_stops_the_fake_child_with_a_clear_error() {
+    let h = start(Script::default(), |_| {});
+    let first = h.running().await;
+    std::fs::remove_dir_all(h.dir.path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = h.live().expect("published");
+        if s.last_error.as_deref().unwrap_or("").contains("was removed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error about the data dir: {s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while first.is_running() {
+        assert!(Instant::now() < deadline, "the server still runs on a removed data dir");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
