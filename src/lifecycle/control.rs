@@ -125,8 +125,7 @@ fn status_of(instance: Instance, state: Option<State>) -> Status {
 /// is current even when the state file cannot be written or was deleted), else the state file.
 /// A pure read either way.
 fn current_state(instance: &Instance) -> Result<Option<State>> {
-    if let Some(s) = crate::lifecycle::control_socket::query(instance, Duration::from_millis(250))
-    {
+    if let Some(s) = crate::lifecycle::control_socket::query(instance, Duration::from_millis(250)) {
         return Ok(Some(s));
     }
     State::read(&instance.state_file())

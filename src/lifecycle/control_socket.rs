@@ -54,7 +54,8 @@ impl ControlSocket {
         let bound = std
             .set_nonblocking(true)
             .and_then(|()| UnixListener::from_std(std));
-        let listener = bound.map_err(|e| Error::io(format!("control socket @{}", name(instance)), e))?;
+        let listener =
+            bound.map_err(|e| Error::io(format!("control socket @{}", name(instance)), e))?;
         Ok(ControlSocket { listener })
     }
 
@@ -72,8 +73,8 @@ impl ControlSocket {
             tokio::spawn(async move {
                 if let Ok(mut json) = serde_json::to_vec(&snapshot) {
                     json.push(b'\n');
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&json))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.write_all(&json)).await;
                 }
             });
         }

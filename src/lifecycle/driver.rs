@@ -108,8 +108,10 @@ impl DoltLauncher {
             return Ok(b);
         }
         if self.bin.is_some() {
-            self.log
-                .event(&format!("dolt binary is now {} (changed since the last launch)", b.display()));
+            self.log.event(&format!(
+                "dolt binary is now {} (changed since the last launch)",
+                b.display()
+            ));
         }
         // Before any dolt command: dolt creates the root's global config itself.
         dolt::prepare_dolt_root(&self.instance)?;

@@ -337,10 +337,7 @@ fn a_stop_during_a_wedge_kill_exits_instead_of_restarting() {
         vec![Action::Kill]
     );
     assert_eq!(m.step(Event::Stop, t).unwrap(), vec![]);
-    assert_eq!(
-        m.step(Event::ServerStopped, t).unwrap(),
-        vec![Action::Exit]
-    );
+    assert_eq!(m.step(Event::ServerStopped, t).unwrap(), vec![Action::Exit]);
     assert_eq!(m.phase, ServerPhase::Stopped);
 }
 

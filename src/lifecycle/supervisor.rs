@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, HealthConfig, Instance};
 use crate::error::{Error, Result};
+use crate::lifecycle::control_socket::ControlSocket;
 use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
-use crate::lifecycle::control_socket::ControlSocket;
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
@@ -389,9 +389,8 @@ impl<L: Launcher> Supervisor<L> {
             self.log.event(&why);
             return Some(Event::Lost(why));
         }
-        if ino.is_none() {
-            return None;
-        }
+        // With no data dir there is nothing to put back; the next launch reports it.
+        ino?;
         if self.lock.is_some() && !self.lock_is_in_place() {
             self.restore_runtime_files();
         }
@@ -404,7 +403,11 @@ impl<L: Launcher> Supervisor<L> {
     /// True while our locked `supervisor.lock` is still the file at its path.
     fn lock_is_in_place(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let held = self.lock.as_ref().and_then(|l| l.metadata().ok()).map(|m| m.ino());
+        let held = self
+            .lock
+            .as_ref()
+            .and_then(|l| l.metadata().ok())
+            .map(|m| m.ino());
         let named = std::fs::metadata(self.instance.supervisor_lock())
             .ok()
             .map(|m| m.ino());
@@ -640,11 +643,14 @@ impl<L: Launcher> Supervisor<L> {
                 }
                 Err(e) => {
                     missed += 1;
-                    self.log
-                        .event(&format!("health probe missed ({missed}/{}): {e}", h.max_missed));
+                    self.log.event(&format!(
+                        "health probe missed ({missed}/{}): {e}",
+                        h.max_missed
+                    ));
                     if missed >= h.max_missed {
-                        let msg =
-                            format!("dolt pid {pid} is wedged: {missed} health probes missed ({e})");
+                        let msg = format!(
+                            "dolt pid {pid} is wedged: {missed} health probes missed ({e})"
+                        );
                         self.log.event(&format!("{msg}; killing it"));
                         return Event::Wedged(msg);
                     }

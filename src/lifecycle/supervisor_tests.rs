@@ -436,8 +436,14 @@ async fn a_fatal_first_launch_fails_at_once_and_the_supervisor_keeps_retrying() 
     script.fatal_launch.store(true, Ordering::SeqCst);
     let h = start(script, |_| {});
     let s = h.wait_for("failed", |s| s.kind() == Phase::Failed).await;
-    assert_eq!(s.restarts, 1, "failed after the first attempt, not after max_failures");
-    assert!(s.last_error.unwrap_or_default().contains("fake launch failure"));
+    assert_eq!(
+        s.restarts, 1,
+        "failed after the first attempt, not after max_failures"
+    );
+    assert!(s
+        .last_error
+        .unwrap_or_default()
+        .contains("fake launch failure"));
     h.script.fail_launch.store(false, Ordering::SeqCst);
     h.running().await;
     assert!(h.script.launches.load(Ordering::SeqCst) >= 2);
@@ -452,13 +458,20 @@ async fn runtime_files_removed_under_a_running_fake_child_are_recreated() {
     let s = h
         .wait_for("the state file again", |s| s.kind() == Phase::Running)
         .await;
-    assert_eq!(s.server().map(|p| p.pid), Some(first.pid), "the same server");
+    assert_eq!(
+        s.server().map(|p| p.pid),
+        Some(first.pid),
+        "the same server"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::sys::locks::try_flock(&instance.supervisor_lock())
         .unwrap()
         .is_some()
     {
-        assert!(Instant::now() < deadline, "supervisor.lock was not re-taken");
+        assert!(
+            Instant::now() < deadline,
+            "supervisor.lock was not re-taken"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -471,14 +484,24 @@ async fn a_removed_data_dir_stops_the_fake_child_with_a_clear_error() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = h.live().expect("published");
-        if s.last_error.as_deref().unwrap_or("").contains("was removed") {
+        if s.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("was removed")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no error about the data dir: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no error about the data dir: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     while first.is_running() {
-        assert!(Instant::now() < deadline, "the server still runs on a removed data dir");
+        assert!(
+            Instant::now() < deadline,
+            "the server still runs on a removed data dir"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
