@@ -229,10 +229,15 @@ fn a_stale_state_file_never_sends_clients_to_a_dead_port() {
         st.supervisor.clone().unwrap(),
         st.server().cloned().unwrap(),
     );
+    // The supervisor first, and gone before the server dies: otherwise it may still see its
+    // child exit and record that.
     sup.signal(Signal::SIGKILL).unwrap();
+    wait_until("the supervisor gone", Duration::from_secs(10), || {
+        !sup.is_running()
+    });
     srv.signal(Signal::SIGKILL).unwrap();
-    wait_until("both gone", Duration::from_secs(10), || {
-        !sup.is_running() && !srv.is_running()
+    wait_until("the server gone", Duration::from_secs(10), || {
+        !srv.is_running()
     });
     // The state file still says running, with the old port.
     assert_eq!(env.state().unwrap().kind(), doltctl::Phase::Running);

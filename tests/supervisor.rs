@@ -158,17 +158,30 @@ fn hand_started_dolt_server_is_refused_named_and_untouched() {
         doltctl::internals::probe_lock(&lock).unwrap(),
         doltctl::internals::LockHolder::Held { pid: Some(p) } if p == hand_pid
     ));
-    // status shows the refusal, once the supervisor that recorded it has exited (`start`
-    // reports the failure as soon as it is recorded, which can be a moment before that).
-    wait_until(
-        "the refusing supervisor to exit",
-        Duration::from_secs(10),
-        || env.state().is_some_and(|s| !s.supervisor_alive()),
-    );
+    // The supervisor stays, in `failed`, and keeps retrying (every max_backoff, 1s here):
+    // status shows the refusal, names the holder, and never calls it an orphan of ours (5).
     let out = env.doltctl().args(["status"]).output().unwrap();
-    // A foreign server is not an orphan of ours: not running (3), never orphaned (5).
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {hand_pid}")));
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("failed"), "{text}");
+    assert!(text.contains(&format!("pid {hand_pid}")), "{text}");
+    // Retrying never touched it.
+    assert!(doltctl::internals::is_alive(hand_pid));
+    assert_eq!(inode(&lock), ino);
+    // The foreign server goes away: doltctl's own comes up by itself, no command needed.
+    let mut hand = env.extra.pop().expect("the hand-started server");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hand_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    hand.wait().unwrap();
+    wait_until(
+        "doltctl's server, by itself",
+        Duration::from_secs(60),
+        || env.state().is_some_and(|s| s.is_ready()),
+    );
+    env.doltctl().args(["status"]).assert().code(0);
 }
 
 #[test]
