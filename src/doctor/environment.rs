@@ -263,31 +263,47 @@ pub(super) fn log_checks(
             ),
         ));
     }
-    let probe_dir = if instance.data_dir().exists() {
-        instance.data_dir().to_path_buf()
-    } else {
-        instance
-            .data_dir()
-            .ancestors()
-            .find(|p| p.exists())
-            .unwrap_or(Path::new("/"))
-            .to_path_buf()
-    };
-    if let Ok(vfs) = nix::sys::statvfs::statvfs(&probe_dir) {
-        let free = vfs.blocks_available() * vfs.fragment_size();
-        let total = vfs.blocks() * vfs.fragment_size();
-        let gib = free as f64 / (1u64 << 30) as f64;
-        let low = free < (1 << 30) || (total > 0 && free * 20 < total);
-        let c = check(
-            "disk space",
-            if low { Level::Warn } else { Level::Ok },
-            format!("{gib:.1} GiB free under {}", probe_dir.display()),
-        );
-        out.push(if low {
-            c.fix("free disk space: Dolt needs room for its journal")
-        } else {
-            c
-        });
-    }
+    out.push(disk_check(instance.data_dir()));
     out
+}
+
+/// Free space where the data dir is (or would be created): FAIL when the disk is full as the
+/// supervisor judges it ([`disk::full_disk`]: dolt cannot write, and crashes or refuses to
+/// start), WARN below 1 GiB or 5% free.
+pub(super) fn disk_check(data_dir: &Path) -> Check {
+    let (probe_dir, s) = match disk::space(data_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            return check(
+                "disk space",
+                Level::Warn,
+                format!(
+                    "cannot measure free space under {}: {e}",
+                    data_dir.display()
+                ),
+            )
+        }
+    };
+    if let Some(reason) = disk::full_disk(&probe_dir) {
+        return check("disk space", Level::Fail, reason).fix(
+            "free space on that filesystem (delete or move files, or grow it); the supervisor \
+             starts dolt again by itself once there is room",
+        );
+    }
+    let low = s.free < (1 << 30) || (s.total > 0 && s.free.saturating_mul(20) < s.total);
+    let c = check(
+        "disk space",
+        if low { Level::Warn } else { Level::Ok },
+        format!(
+            "{} free of {} under {}",
+            disk::human(s.free),
+            disk::human(s.total),
+            probe_dir.display()
+        ),
+    );
+    if low {
+        c.fix("free disk space: Dolt needs room for its journal")
+    } else {
+        c
+    }
 }

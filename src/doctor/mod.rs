@@ -15,7 +15,7 @@ use crate::config::instance::Instance;
 use crate::config::{Config, ConfigSource, PortSetting};
 use crate::lifecycle::control::{self, Status as InstanceStatus};
 use crate::lifecycle::state_file::{Phase, State};
-use crate::server::{dolt, health, log as logs, port};
+use crate::server::{disk, dolt, health, log as logs, port};
 use crate::sys::locks::{self, Holder};
 use crate::sys::process::{self as procinfo, ProcessIdentity};
 

@@ -7,9 +7,10 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{IoContext, Result};
+use crate::server::disk;
 use crate::sys::clock::now_rfc3339;
 
 /// How many recent lines are kept in memory for error reports.
@@ -34,22 +35,42 @@ impl Source {
     }
 }
 
+/// How often a log that cannot be written is tried again (opening, writing, rotating), and
+/// how often the file is checked to still be the one at its path.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 pub struct ServerLog {
     path: PathBuf,
     max_size: u64,
     keep: u32,
     /// Dolt's lines also go to stderr (a foreground supervisor).
     echo_dolt: bool,
+    retry_every: Duration,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
+    /// The open log; `None` after a failed write or open, until a retry opens it again.
     file: Option<File>,
+    /// Its inode, to notice the file being deleted or replaced under us.
+    ino: u64,
     size: u64,
     tail: VecDeque<String>,
     /// Error-looking dolt lines since the last launch: dolt prints its reason for exiting
     /// first and then pages of usage, which would push the reason out of the tail.
     errors: Vec<String>,
+    /// Lines that did not reach the file since it last worked.
+    dropped: u64,
+    /// Why the last of them did not.
+    failure: Option<String>,
+    /// A failed write may have left part of a line in the file.
+    partial: bool,
+    /// Why rotation failed, while it does.
+    rotate_failure: Option<String>,
+    /// No retry of the file (or of a failed rotation) before this.
+    retry_at: Option<Instant>,
+    /// The next check that the file is still the one at `path`.
+    check_at: Instant,
 }
 
 /// Error lines kept per launch.
@@ -70,20 +91,33 @@ fn looks_like_error(text: &str) -> bool {
     .any(|w| t.contains(w))
 }
 
+/// One timeline line, with its newline.
+fn format_line(source: Source, text: &str) -> String {
+    format!("{} [{}] {}\n", now_rfc3339(), source.tag(), text.trim_end())
+}
+
 impl ServerLog {
     pub fn open(path: &Path, max_size: u64, keep: u32) -> Result<ServerLog> {
         let file = open_append(path)?;
-        let size = file.metadata().at(path)?.len();
+        let meta = file.metadata().at(path)?;
         Ok(ServerLog {
             path: path.to_path_buf(),
             max_size,
             keep,
             echo_dolt: false,
+            retry_every: RETRY_EVERY,
             inner: Mutex::new(Inner {
                 file: Some(file),
-                size,
+                ino: meta.ino(),
+                size: meta.len(),
                 tail: VecDeque::with_capacity(TAIL_LINES),
                 errors: Vec::new(),
+                dropped: 0,
+                failure: None,
+                partial: false,
+                rotate_failure: None,
+                retry_at: None,
+                check_at: Instant::now() + RETRY_EVERY,
             }),
         })
     }
@@ -97,13 +131,28 @@ impl ServerLog {
         self
     }
 
-    /// Appends one line. A log write failure never stops the supervisor: it is reported once
-    /// through tracing and the line is kept in the in-memory tail.
+    /// Retries a failing file this often instead of every second (tests).
+    #[cfg(test)]
+    fn retry_every(mut self, every: Duration) -> ServerLog {
+        self.retry_every = every;
+        if let Ok(inner) = self.inner.get_mut() {
+            inner.check_at = Instant::now() + every;
+        }
+        self
+    }
+
+    /// Appends one line. Logging never fails and never stops: a line the file does not take
+    /// (a full disk, a deleted directory, an I/O error) is dropped from the file, kept in the
+    /// in-memory tail, and counted. The file is tried again at most every second, with the
+    /// lines that come; once it takes one, `N log lines dropped (<error>)` is written first.
+    /// A log deleted or replaced under us is noticed within a second and written anew.
+    /// Rotation errors are retried alike, and until rotation works the file grows past
+    /// `max_size` rather than losing lines.
     pub fn line(&self, source: Source, text: &str) {
         if self.echo_dolt && source == Source::Dolt {
             let _ = writeln!(std::io::stderr().lock(), "[dolt] {}", text.trim_end());
         }
-        let line = format!("{} [{}] {}\n", now_rfc3339(), source.tag(), text.trim_end());
+        let line = format_line(source, text);
         let mut inner = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -115,20 +164,161 @@ impl ServerLog {
             inner.errors.push(line.trim_end().to_string());
         }
         inner.tail.push_back(line.trim_end().to_string());
-        if inner.size + line.len() as u64 > self.max_size && inner.size > 0 {
-            if let Err(e) = self.rotate(&mut inner) {
-                tracing::warn!("rotating {}: {e}", self.path.display());
-            }
-        }
-        if let Some(f) = inner.file.as_mut() {
-            match f.write_all(line.as_bytes()) {
-                Ok(()) => inner.size += line.len() as u64,
-                Err(e) => {
-                    tracing::warn!("writing {}: {e}", self.path.display());
-                    inner.file = None;
+        self.write(&mut inner, &line);
+    }
+
+    /// Writes `line` to the file, or counts it dropped.
+    fn write(&self, inner: &mut Inner, line: &str) {
+        let now = Instant::now();
+        let retry_due = inner.retry_at.is_none_or(|t| now >= t);
+        if inner.file.is_some() && now >= inner.check_at {
+            inner.check_at = now + self.retry_every;
+            if ino_of(&self.path) != Some(inner.ino) {
+                // Deleted or replaced: what we write would reach no reader. Write a new one.
+                inner.file = None;
+                if self.reopen(inner).is_ok() {
+                    let note = format_line(
+                        Source::Supervisor,
+                        &format!(
+                            "{} was removed or replaced: this is a new one",
+                            self.path.display()
+                        ),
+                    );
+                    // A failure here is handled with the line itself, below.
+                    let _ = self.write_file(inner, &note);
                 }
             }
         }
+        if inner.file.is_none() {
+            if !retry_due {
+                inner.dropped += 1;
+                return;
+            }
+            if let Err(e) = self.reopen(inner) {
+                self.dropped(inner, now, e.to_string());
+                return;
+            }
+        }
+        if inner.size + line.len() as u64 > self.max_size && inner.size > 0 && retry_due {
+            match self.rotate(inner) {
+                Ok(()) => {
+                    if let Some(e) = inner.rotate_failure.take() {
+                        tracing::info!("rotated {} again (after: {e})", self.path.display());
+                    }
+                }
+                Err(e) => {
+                    // Tried again with a line after `retry_every`; meanwhile the file grows
+                    // past max_size rather than losing lines.
+                    if inner.rotate_failure.is_none() {
+                        tracing::warn!(
+                            "rotating {}: {e}; retrying every {:?}",
+                            self.path.display(),
+                            self.retry_every
+                        );
+                    }
+                    inner.rotate_failure = Some(e.to_string());
+                    inner.retry_at = Some(now + self.retry_every);
+                    if inner.file.is_none() {
+                        // Renamed, but no new file could be opened.
+                        self.dropped(inner, now, e.to_string());
+                        return;
+                    }
+                }
+            }
+        }
+        if inner.dropped > 0 {
+            let note = format!(
+                "{}{}",
+                if inner.partial { "\n" } else { "" },
+                format_line(
+                    Source::Supervisor,
+                    &format!(
+                        "{} log lines dropped ({})",
+                        inner.dropped,
+                        inner.failure.as_deref().unwrap_or("unknown error")
+                    ),
+                )
+            );
+            if let Err(e) = self.write_file(inner, &note) {
+                self.dropped(inner, now, e);
+                return;
+            }
+            tracing::info!(
+                "{} is written again ({} lines dropped)",
+                self.path.display(),
+                inner.dropped
+            );
+            inner.dropped = 0;
+            inner.failure = None;
+        }
+        if let Err(e) = self.write_file(inner, line) {
+            self.dropped(inner, now, e);
+        }
+    }
+
+    /// Counts a line dropped for `reason`; the first of an outage is reported through
+    /// tracing.
+    fn dropped(&self, inner: &mut Inner, now: Instant, reason: String) {
+        if inner.failure.is_none() {
+            tracing::warn!(
+                "{reason}; dropping log lines (kept in memory) and retrying every {:?}",
+                self.retry_every
+            );
+        }
+        inner.dropped += 1;
+        inner.failure = Some(reason);
+        inner.retry_at = Some(now + self.retry_every);
+    }
+
+    /// Writes all of `s`, noting a partial write; on failure the file is closed (and opened
+    /// again at the next retry), and the error says whether the disk is full.
+    fn write_file(&self, inner: &mut Inner, s: &str) -> std::result::Result<(), String> {
+        let Some(f) = inner.file.as_mut() else {
+            return Err(format!("{}: not open", self.path.display()));
+        };
+        let mut rest = s.as_bytes();
+        while !rest.is_empty() {
+            match f.write(rest) {
+                Ok(0) => {
+                    inner.file = None;
+                    return Err(format!("{}: wrote nothing", self.path.display()));
+                }
+                Ok(n) => {
+                    inner.size += n as u64;
+                    rest = &rest[n..];
+                    // The file now ends inside `s` until all of it is written.
+                    inner.partial = !rest.is_empty();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    inner.file = None;
+                    let reason = format!("{}: {e}", self.path.display());
+                    let full = disk::is_enospc(&e)
+                        .then(|| self.path.parent().and_then(disk::full_disk))
+                        .flatten();
+                    return Err(match full {
+                        Some(full) => format!("{reason}: {full}"),
+                        None => reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the file at `path` again (creating it if it was deleted).
+    fn reopen(&self, inner: &mut Inner) -> Result<()> {
+        let file = open_append(&self.path)?;
+        let meta = file.metadata().at(&self.path)?;
+        if meta.ino() != inner.ino || meta.len() == 0 {
+            // Not the file a failed write may have left mid-line.
+            inner.partial = false;
+        }
+        inner.ino = meta.ino();
+        inner.size = meta.len();
+        inner.file = Some(file);
+        inner.check_at = Instant::now() + self.retry_every;
+        Ok(())
     }
 
     pub fn event(&self, text: &str) {
@@ -169,12 +359,11 @@ impl ServerLog {
         inner.tail.iter().skip(skip).cloned().collect()
     }
 
+    /// Renames the files; the current one stays open (and written) until its rename worked.
     fn rotate(&self, inner: &mut Inner) -> Result<()> {
-        inner.file = None;
         rotate_files(&self.path, self.keep)?;
-        inner.file = Some(open_append(&self.path)?);
-        inner.size = 0;
-        Ok(())
+        inner.file = None;
+        self.reopen(inner)
     }
 }
 
@@ -811,5 +1000,134 @@ mod tests {
             .collect();
         assert_eq!(nums, (250..400).collect::<Vec<_>>());
         assert_eq!(log.tail(2).len(), 2);
+    }
+
+    fn texts(p: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(p).unwrap();
+        text.lines()
+            .map(|l| {
+                let e = Entry::parse(l);
+                assert!(e.time.is_some(), "not a whole timeline line: {l:?}");
+                e.text.to_string()
+            })
+            .collect()
+    }
+
+    /// /dev/full refuses every write (ENOSPC) without root: the log points there through a
+    /// symlink, then at a real file.
+    #[test]
+    fn lines_a_full_disk_refuses_are_counted_and_reported_once_writing_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.log");
+        std::os::unix::fs::symlink("/dev/full", &p).unwrap();
+        let every = Duration::from_millis(300);
+        let log = ServerLog::open(&p, 1 << 20, 3).unwrap().retry_every(every);
+        let t0 = Instant::now();
+        for i in 0..5 {
+            log.line(Source::Dolt, &format!("lost {i}"));
+        }
+        assert!(
+            t0.elapsed() < every,
+            "the test was too slow to be within one retry"
+        );
+        std::fs::remove_file(&p).unwrap();
+        // Within the retry interval, the file is not tried: this line is dropped too, though
+        // the path could be written now.
+        log.line(Source::Dolt, "lost 5");
+        assert!(!p.exists(), "the log was tried again before retry_every");
+        std::thread::sleep(every);
+        log.line(Source::Supervisor, "back");
+        let got = texts(&p);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("6 log lines dropped (")
+                && got[0].contains("No space left on device"),
+            "{got:?}"
+        );
+        assert_eq!(got[1], "back");
+        // Every line stayed in memory.
+        let tail = log.tail(10);
+        assert_eq!(tail.len(), 7);
+        assert!(tail[0].ends_with("[dolt] lost 0"), "{tail:?}");
+        // And it keeps working, with no more notes.
+        log.line(Source::Dolt, "more");
+        assert_eq!(texts(&p)[2..], ["more".to_string()]);
+    }
+
+    #[test]
+    fn a_failing_rotation_is_retried_and_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.log");
+        // server.log.1 a non-empty directory: the rename onto it fails.
+        std::fs::create_dir(rotated(&p, 1)).unwrap();
+        std::fs::write(rotated(&p, 1).join("x"), "").unwrap();
+        let every = Duration::from_millis(200);
+        let log = ServerLog::open(&p, 1024, 1).unwrap().retry_every(every);
+        for i in 0..40 {
+            log.line(Source::Dolt, &format!("line {i:03}"));
+        }
+        assert!(std::fs::metadata(&p).unwrap().len() > 1024, "kept writing");
+        std::fs::remove_dir_all(rotated(&p, 1)).unwrap();
+        std::thread::sleep(every);
+        for i in 40..50 {
+            log.line(Source::Dolt, &format!("line {i:03}"));
+        }
+        assert!(rotated(&p, 1).is_file(), "rotated once it could");
+        let mut all = texts(&rotated(&p, 1));
+        all.extend(texts(&p));
+        let want: Vec<String> = (0..50).map(|i| format!("line {i:03}")).collect();
+        assert_eq!(all, want);
+    }
+
+    #[test]
+    fn a_deleted_log_is_written_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.log");
+        let every = Duration::from_millis(100);
+        let log = ServerLog::open(&p, 1 << 20, 3).unwrap().retry_every(every);
+        log.line(Source::Dolt, "before");
+        std::fs::remove_file(&p).unwrap();
+        std::thread::sleep(every);
+        log.line(Source::Dolt, "after");
+        let got = texts(&p);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].ends_with("was removed or replaced: this is a new one"));
+        assert_eq!(got[1], "after");
+    }
+
+    /// A real full filesystem (root only: a tmpfs): no partial line is left behind, and the
+    /// note says the disk is full.
+    #[test]
+    fn a_full_tmpfs_drops_lines_until_it_has_room() {
+        let Some(fs) = disk::TinyTmpfs::mount() else {
+            return;
+        };
+        let p = fs.path().join("server.log");
+        let every = Duration::from_millis(100);
+        let log = ServerLog::open(&p, 1 << 20, 3).unwrap().retry_every(every);
+        log.line(Source::Dolt, "first");
+        fs.fill();
+        let long = "x".repeat(3000);
+        for i in 0..20 {
+            log.line(Source::Dolt, &format!("{long} {i}"));
+            std::thread::sleep(every / 4);
+        }
+        fs.unfill();
+        std::thread::sleep(every);
+        log.line(Source::Dolt, "last");
+        let got = texts(&p);
+        let note = got
+            .iter()
+            .find(|t| t.contains("log lines dropped"))
+            .expect("a dropped-lines note");
+        assert!(
+            note.contains("No space left on device") && note.contains("is full ("),
+            "{note}"
+        );
+        let dropped: u64 = note.split(' ').next().unwrap().parse().unwrap();
+        let written = got.iter().filter(|t| t.starts_with(&long)).count() as u64;
+        assert_eq!(dropped + written, 20, "{got:?}");
+        assert_eq!(got.first().map(String::as_str), Some("first"));
+        assert_eq!(got.last().map(String::as_str), Some("last"));
     }
 }

@@ -1,6 +1,8 @@
 //! One `dolt sql-server`: finding and launching the binary, the checks before a launch, the
-//! port, health probes and the server log. Knows nothing of restarts or the state file.
+//! port, health probes, the server log, and whether its disk is full. Knows nothing of
+//! restarts or the state file.
 
+pub(crate) mod disk;
 pub(crate) mod dolt;
 pub(crate) mod health;
 pub(crate) mod log;
