@@ -260,7 +260,8 @@ pub(crate) fn transition(
                 let retry = m.policy.max_backoff;
                 vec![
                     Action::Log(format!(
-                        "cannot launch: {error}; retrying every {retry:?} (`doltctl restart` retries now)"
+                        "cannot launch: {}; retrying every {retry:?} (`doltctl restart` retries now)",
+                        summary(&error)
                     )),
                     Action::Wait(retry),
                 ]
@@ -415,10 +416,11 @@ fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Ve
         let retry = m.policy.max_backoff;
         return vec![
             Action::Log(format!(
-                "failed {} times within {:?}: {why}; retrying every {retry:?} \
+                "failed {} times within {:?}: {}; retrying every {retry:?} \
                  (`doltctl restart` retries now)",
                 m.failures.len(),
-                m.policy.failure_window
+                m.policy.failure_window,
+                summary(&why)
             )),
             Action::Wait(retry),
         ];
@@ -427,9 +429,18 @@ fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Ve
     m.backoff = (m.backoff * 2).min(m.policy.max_backoff);
     m.phase = ServerPhase::Backoff { wait };
     vec![
-        Action::Log(format!("server failed: {why}; restarting in {wait:?}")),
+        Action::Log(format!(
+            "server failed: {}; restarting in {wait:?}",
+            summary(&why)
+        )),
         Action::Wait(wait),
     ]
+}
+
+/// The first line of a failure, for the log: the full text (with its own log excerpt) is in
+/// the state, and logging it whole would nest excerpts in the next excerpt.
+fn summary(why: &str) -> &str {
+    why.lines().next().unwrap_or(why)
 }
 
 #[cfg(test)]

@@ -196,7 +196,11 @@ pub fn write_config(cfg: &Config, instance: &Instance, spec: &LaunchSpec) -> Res
     let path = instance.dolt_config();
     let text =
         serde_json::to_vec_pretty(&doc).map_err(|e| Error::io(instance.dolt_config(), e.into()))?;
-    write_atomic(&path, &text)?;
+    // Unchanged (the usual restart): no write, so a full disk shows as dolt's own error
+    // rather than as a failure to rewrite this file.
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_slice()) {
+        write_atomic(&path, &text)?;
+    }
     Ok(path)
 }
 
