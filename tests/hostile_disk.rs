@@ -517,6 +517,12 @@ fn a_full_disk_loses_no_acknowledged_row_and_the_server_comes_back_by_itself() {
         }
     }
 
+    // The lines the full disk refused reach the file within a health tick or two of the
+    // recovery (the supervisor retries the log on every tick).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.log().contains("log lines dropped (") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = env.log();
     eprintln!("server log, supervisor lines from the fill on:");
     for l in log

@@ -407,6 +407,7 @@ impl<L: Launcher> Supervisor<L> {
     /// deleted under us (`rm -rf .doltctl`, `git clean -fdx`), writes a state that could not
     /// be written, and reports a data dir that is gone.
     fn maintain(&mut self) -> Option<Event> {
+        self.log.retry_now();
         let data_dir = self.instance.data_dir().to_path_buf();
         let ino = std::fs::metadata(&data_dir)
             .ok()

@@ -38,6 +38,8 @@ impl Source {
 /// How often a log that cannot be written is tried again (opening, writing, rotating), and
 /// how often the file is checked to still be the one at its path.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Lines kept while the file refuses them, written late once it takes lines again.
+const BACKLOG_LINES: usize = 500;
 
 pub struct ServerLog {
     path: PathBuf,
@@ -61,6 +63,8 @@ struct Inner {
     errors: Vec<String>,
     /// Lines that did not reach the file since it last worked.
     dropped: u64,
+    /// The last of them (at most `BACKLOG_LINES`), written late when the file works again.
+    backlog: VecDeque<String>,
     /// Why the last of them did not.
     failure: Option<String>,
     /// A failed write may have left part of a line in the file.
@@ -113,6 +117,7 @@ impl ServerLog {
                 tail: VecDeque::with_capacity(TAIL_LINES),
                 errors: Vec::new(),
                 dropped: 0,
+                backlog: VecDeque::new(),
                 failure: None,
                 partial: false,
                 rotate_failure: None,
@@ -164,11 +169,35 @@ impl ServerLog {
             inner.errors.push(line.trim_end().to_string());
         }
         inner.tail.push_back(line.trim_end().to_string());
-        self.write(&mut inner, &line);
+        self.write(&mut inner, Some(&line));
     }
 
-    /// Writes `line` to the file, or counts it dropped.
-    fn write(&self, inner: &mut Inner, line: &str) {
+    /// Tries the file now if lines are waiting (the supervisor calls this on every health
+    /// tick), so the lines of an outage reach the file soon after it ends, not with the next
+    /// event.
+    pub fn retry_now(&self) {
+        let mut inner = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if inner.dropped > 0 {
+            inner.retry_at = None;
+            self.write(&mut inner, None);
+        }
+    }
+
+    /// Keeps a line that the file refused, for later.
+    fn keep(inner: &mut Inner, line: Option<&str>) {
+        if let Some(l) = line {
+            if inner.backlog.len() == BACKLOG_LINES {
+                inner.backlog.pop_front();
+            }
+            inner.backlog.push_back(l.to_string());
+        }
+    }
+
+    /// Writes `line` (after any lines kept from an outage) to the file, or keeps and counts it.
+    fn write(&self, inner: &mut Inner, line: Option<&str>) {
         let now = Instant::now();
         let retry_due = inner.retry_at.is_none_or(|t| now >= t);
         if inner.file.is_some() && now >= inner.check_at {
@@ -191,15 +220,19 @@ impl ServerLog {
         }
         if inner.file.is_none() {
             if !retry_due {
-                inner.dropped += 1;
+                if line.is_some() {
+                    inner.dropped += 1;
+                }
+                Self::keep(inner, line);
                 return;
             }
             if let Err(e) = self.reopen(inner) {
-                self.dropped(inner, now, e.to_string());
+                self.dropped(inner, now, e.to_string(), line);
                 return;
             }
         }
-        if inner.size + line.len() as u64 > self.max_size && inner.size > 0 && retry_due {
+        let len = line.map_or(0, str::len) as u64;
+        if inner.size + len > self.max_size && inner.size > 0 && retry_due {
             match self.rotate(inner) {
                 Ok(()) => {
                     if let Some(e) = inner.rotate_failure.take() {
@@ -220,7 +253,7 @@ impl ServerLog {
                     inner.retry_at = Some(now + self.retry_every);
                     if inner.file.is_none() {
                         // Renamed, but no new file could be opened.
-                        self.dropped(inner, now, e.to_string());
+                        self.dropped(inner, now, e.to_string(), line);
                         return;
                     }
                 }
@@ -233,16 +266,19 @@ impl ServerLog {
                 format_line(
                     Source::Supervisor,
                     &format!(
-                        "{} log lines dropped ({})",
+                        "{} log lines dropped ({}); the last {} of them follow, written late",
                         inner.dropped,
-                        inner.failure.as_deref().unwrap_or("unknown error")
+                        inner.failure.as_deref().unwrap_or("unknown error"),
+                        inner.backlog.len()
                     ),
                 )
             );
-            if let Err(e) = self.write_file(inner, &note) {
-                self.dropped(inner, now, e);
+            let late: String = inner.backlog.iter().map(String::as_str).collect();
+            if let Err(e) = self.write_file(inner, &(note + &late)) {
+                self.dropped(inner, now, e, line);
                 return;
             }
+            inner.backlog.clear();
             tracing::info!(
                 "{} is written again ({} lines dropped)",
                 self.path.display(),
@@ -251,21 +287,26 @@ impl ServerLog {
             inner.dropped = 0;
             inner.failure = None;
         }
-        if let Err(e) = self.write_file(inner, line) {
-            self.dropped(inner, now, e);
+        if let Some(l) = line {
+            if let Err(e) = self.write_file(inner, l) {
+                self.dropped(inner, now, e, line);
+            }
         }
     }
 
     /// Counts a line dropped for `reason`; the first of an outage is reported through
     /// tracing.
-    fn dropped(&self, inner: &mut Inner, now: Instant, reason: String) {
+    fn dropped(&self, inner: &mut Inner, now: Instant, reason: String, line: Option<&str>) {
         if inner.failure.is_none() {
             tracing::warn!(
                 "{reason}; dropping log lines (kept in memory) and retrying every {:?}",
                 self.retry_every
             );
         }
-        inner.dropped += 1;
+        if line.is_some() {
+            inner.dropped += 1;
+        }
+        Self::keep(inner, line);
         inner.failure = Some(reason);
         inner.retry_at = Some(now + self.retry_every);
     }
@@ -1038,20 +1079,24 @@ mod tests {
         std::thread::sleep(every);
         log.line(Source::Supervisor, "back");
         let got = texts(&p);
-        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got.len(), 8, "{got:?}");
         assert!(
             got[0].starts_with("6 log lines dropped (")
-                && got[0].contains("No space left on device"),
+                && got[0].contains("No space left on device")
+                && got[0].contains("the last 6 of them follow"),
             "{got:?}"
         );
-        assert_eq!(got[1], "back");
+        // The refused lines come late, in order, then the new one.
+        let late: Vec<String> = (0..6).map(|i| format!("lost {i}")).collect();
+        assert_eq!(got[1..7], late[..]);
+        assert_eq!(got[7], "back");
         // Every line stayed in memory.
         let tail = log.tail(10);
         assert_eq!(tail.len(), 7);
         assert!(tail[0].ends_with("[dolt] lost 0"), "{tail:?}");
         // And it keeps working, with no more notes.
         log.line(Source::Dolt, "more");
-        assert_eq!(texts(&p)[2..], ["more".to_string()]);
+        assert_eq!(texts(&p)[8..], ["more".to_string()]);
     }
 
     #[test]
@@ -1125,8 +1170,10 @@ mod tests {
             "{note}"
         );
         let dropped: u64 = note.split(' ').next().unwrap().parse().unwrap();
+        assert!(dropped > 0, "{note}");
+        // Every line reached the file in the end, the refused ones late.
         let written = got.iter().filter(|t| t.starts_with(&long)).count() as u64;
-        assert_eq!(dropped + written, 20, "{got:?}");
+        assert_eq!(written, 20, "{got:?}");
         assert_eq!(got.first().map(String::as_str), Some("first"));
         assert_eq!(got.last().map(String::as_str), Some("last"));
     }
