@@ -43,18 +43,46 @@ fn supervisors(env: &TestEnv) -> Vec<ProcessIdentity> {
         .collect()
 }
 
+/// The dolt servers among `procs`. Dolt forks `uname` as it starts, and until that child
+/// execs it shows dolt's command line: a "server" whose parent is a server is not one.
+fn servers_among(procs: Vec<ProcessIdentity>) -> Vec<ProcessIdentity> {
+    let servers: Vec<ProcessIdentity> = procs
+        .into_iter()
+        .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
+        .collect();
+    let pids: Vec<i32> = servers.iter().map(|p| p.pid).collect();
+    let ppid = |pid: i32| {
+        procfs::process::Process::new(pid)
+            .and_then(|p| p.stat())
+            .map(|s| s.ppid)
+            .ok()
+    };
+    servers
+        .into_iter()
+        .filter(|p| !ppid(p.pid).is_some_and(|pp| pids.contains(&pp)))
+        .collect()
+}
+
+/// This env's dolt servers (see [`servers_among`]).
+fn servers(env: &TestEnv) -> Vec<ProcessIdentity> {
+    servers_among(env.own_processes())
+}
+
+/// The most supervisors, the most servers, and when the most servers were seen.
+type Worst = (Vec<ProcessIdentity>, Vec<ProcessIdentity>, String);
+
 /// Counts this env's supervisors and dolt servers every 50 ms, for the whole test, and keeps
 /// the largest counts seen (with the processes, for the message).
 struct Census {
     stop: Arc<AtomicBool>,
-    worst: Arc<Mutex<(Vec<ProcessIdentity>, Vec<ProcessIdentity>)>>,
+    worst: Arc<Mutex<Worst>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Census {
     fn start(env: &TestEnv) -> Census {
         let stop = Arc::new(AtomicBool::new(false));
-        let worst = Arc::new(Mutex::new((vec![], vec![])));
+        let worst = Arc::new(Mutex::new((vec![], vec![], String::new())));
         let dir = env.dir.path().to_path_buf();
         let (s, w) = (stop.clone(), worst.clone());
         let handle = std::thread::spawn(move || {
@@ -65,16 +93,14 @@ impl Census {
                     .filter(|p| p.cmdline.iter().any(|a| a == "run"))
                     .cloned()
                     .collect();
-                let servers: Vec<_> = own
-                    .into_iter()
-                    .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
-                    .collect();
+                let servers = servers_among(own);
                 let mut w = w.lock().unwrap();
                 if sups.len() > w.0.len() {
                     w.0 = sups;
                 }
                 if servers.len() > w.1.len() {
                     w.1 = servers;
+                    w.2 = doltctl::internals::now_rfc3339();
                 }
                 drop(w);
                 std::thread::sleep(Duration::from_millis(50));
@@ -88,11 +114,19 @@ impl Census {
     }
 
     /// Stops sampling and asserts there never were two supervisors or two servers.
-    fn assert_never_two(mut self) {
+    fn assert_never_two(mut self, env: &TestEnv) {
         self.finish();
-        let (sups, servers) = self.worst.lock().unwrap().clone();
-        assert!(sups.len() <= 1, "two supervisors at once: {sups:#?}");
-        assert!(servers.len() <= 1, "two dolt servers at once: {servers:#?}");
+        let (sups, servers, when) = self.worst.lock().unwrap().clone();
+        assert!(
+            sups.len() <= 1,
+            "two supervisors at once: {sups:#?}\n{}",
+            events(env, 40)
+        );
+        assert!(
+            servers.len() <= 1,
+            "two dolt servers at once, at {when}: {servers:#?}\n{}",
+            events(env, 40)
+        );
         eprintln!(
             "census: at most {} supervisor(s), {} dolt server(s) at any time",
             sups.len(),
@@ -358,8 +392,8 @@ fn runtime_dir_removed_under_a_running_server() {
     acked.push(1_000_001);
     assert_all_rows_there(&url, &acked);
     assert_eq!(supervisors(&env).len(), 1);
-    assert_eq!(env.dolt_servers().len(), 1);
-    census.assert_never_two();
+    assert_eq!(servers(&env).len(), 1);
+    census.assert_never_two(&env);
     env.stop();
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
 }
@@ -454,8 +488,8 @@ fn fixed_port_taken_during_a_restart_comes_back_by_itself() {
     writer.wait_for_more(10, "rows after the restart");
     assert_all_rows_there(&url, &writer.finish());
     assert_eq!(supervisors(&env).len(), 1);
-    assert_eq!(env.dolt_servers().len(), 1);
-    census.assert_never_two();
+    assert_eq!(servers(&env).len(), 1);
+    census.assert_never_two(&env);
     env.stop();
 }
 
@@ -525,7 +559,7 @@ fn dolt_binary_renamed_away_and_back() {
     eprintln!("status:\n{}", text(&run(doltctl(), &["status"]).stdout));
     // It keeps trying and never finds anything else to run.
     std::thread::sleep(2 * MAX_BACKOFF);
-    assert!(env.dolt_servers().is_empty(), "{:?}", env.dolt_servers());
+    assert!(servers(&env).is_empty(), "{:?}", servers(&env));
 
     std::fs::rename(&away, &bin).unwrap();
     let back = Instant::now();
@@ -545,8 +579,8 @@ fn dolt_binary_renamed_away_and_back() {
     writer.wait_for_more(10, "rows after the restart");
     assert_all_rows_there(&url, &writer.finish());
     assert_eq!(supervisors(&env).len(), 1);
-    assert_eq!(env.dolt_servers().len(), 1);
-    census.assert_never_two();
+    assert_eq!(servers(&env).len(), 1);
+    census.assert_never_two(&env);
     let out = run(doltctl(), &["stop"]);
     assert!(out.status.success(), "stop: {}", text(&out.stderr));
 }
@@ -575,9 +609,7 @@ fn data_dir_removed_under_a_running_server_stops_it() {
     std::fs::remove_dir_all(&env.data_dir).unwrap();
     let removed = Instant::now();
     let bound = 2 * HEALTH_INTERVAL + HEALTH_TIMEOUT + Duration::from_secs(10);
-    wait_until("no dolt server left", bound, || {
-        env.dolt_servers().is_empty()
-    });
+    wait_until("no dolt server left", bound, || servers(&env).is_empty());
     eprintln!(
         "server gone {} ms after rm -rf of the data dir (bound {} ms)",
         removed.elapsed().as_millis(),
@@ -586,7 +618,7 @@ fn data_dir_removed_under_a_running_server_stops_it() {
 
     // Through a few retries: still no server, no data dir, and status says why.
     std::thread::sleep(2 * MAX_BACKOFF + HEALTH_INTERVAL);
-    assert!(env.dolt_servers().is_empty(), "{:?}", env.dolt_servers());
+    assert!(servers(&env).is_empty(), "{:?}", servers(&env));
     assert!(!env.data_dir.exists(), "the data dir was recreated");
     assert!(sup.is_running(), "the supervisor stays, retrying");
     let (code, v) = status_json(doltctl());
@@ -604,7 +636,7 @@ fn data_dir_removed_under_a_running_server_stops_it() {
     );
     eprintln!("status:\n{}", text(&run(doltctl(), &["status"]).stdout));
 
-    census.assert_never_two();
+    census.assert_never_two(&env);
     // stop still works without the data dir, and leaves nothing.
     let out = run(doltctl(), &["stop"]);
     eprintln!(
