@@ -35,37 +35,40 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The doltctl supervisors of this env (`doltctl ... run`).
-fn supervisors(env: &TestEnv) -> Vec<ProcessIdentity> {
-    env.own_processes()
-        .into_iter()
-        .filter(|p| p.cmdline.iter().any(|a| a == "run"))
-        .collect()
-}
-
-/// The dolt servers among `procs`. Dolt forks `uname` as it starts, and until that child
-/// execs it shows dolt's command line: a "server" whose parent is a server is not one.
-fn servers_among(procs: Vec<ProcessIdentity>) -> Vec<ProcessIdentity> {
-    let servers: Vec<ProcessIdentity> = procs
-        .into_iter()
-        .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
-        .collect();
-    let pids: Vec<i32> = servers.iter().map(|p| p.pid).collect();
+/// This env's processes, without forks that have not exec'd yet: between fork and exec a
+/// child shows its parent's command line (dolt forks `uname` as it starts, a supervisor forks
+/// dolt), so one whose parent has the same command line is not a second process of that kind.
+fn settled(procs: Vec<ProcessIdentity>) -> Vec<ProcessIdentity> {
     let ppid = |pid: i32| {
         procfs::process::Process::new(pid)
             .and_then(|p| p.stat())
             .map(|s| s.ppid)
             .ok()
     };
-    servers
+    let is_fork = |p: &ProcessIdentity| {
+        ppid(p.pid).is_some_and(|pp| procs.iter().any(|q| q.pid == pp && q.cmdline == p.cmdline))
+    };
+    procs.iter().filter(|p| !is_fork(p)).cloned().collect()
+}
+
+fn is_supervisor(p: &ProcessIdentity) -> bool {
+    p.cmdline.iter().any(|a| a == "run")
+}
+
+/// The doltctl supervisors of this env (`doltctl ... run`).
+fn supervisors(env: &TestEnv) -> Vec<ProcessIdentity> {
+    settled(env.own_processes())
         .into_iter()
-        .filter(|p| !ppid(p.pid).is_some_and(|pp| pids.contains(&pp)))
+        .filter(is_supervisor)
         .collect()
 }
 
-/// This env's dolt servers (see [`servers_among`]).
+/// The dolt servers of this env.
 fn servers(env: &TestEnv) -> Vec<ProcessIdentity> {
-    servers_among(env.own_processes())
+    settled(env.own_processes())
+        .into_iter()
+        .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
+        .collect()
 }
 
 /// The most supervisors, the most servers, and when the most servers were seen.
@@ -87,13 +90,12 @@ impl Census {
         let (s, w) = (stop.clone(), worst.clone());
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                let own = processes_mentioning(&dir);
-                let sups: Vec<_> = own
-                    .iter()
-                    .filter(|p| p.cmdline.iter().any(|a| a == "run"))
-                    .cloned()
+                let own = settled(processes_mentioning(&dir));
+                let sups: Vec<_> = own.iter().filter(|p| is_supervisor(p)).cloned().collect();
+                let servers: Vec<_> = own
+                    .into_iter()
+                    .filter(|p| doltctl::internals::is_dolt_server(&p.cmdline))
                     .collect();
-                let servers = servers_among(own);
                 let mut w = w.lock().unwrap();
                 if sups.len() > w.0.len() {
                     w.0 = sups;
