@@ -548,8 +548,14 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
         server.terminate(cfg.server.stop_timeout).await?;
         orphans.push(server.pid);
     }
-    if let Some(state) = state.as_mut().filter(|s| s.phase != PhaseRecord::Stopped) {
-        // The supervisor was killed before it could record the stop itself.
+    // The supervisor was killed before it could record the stop itself. Where there is no
+    // runtime dir (the data dir was removed under the supervisor) there is no state file to
+    // correct either: nothing is recorded, and nothing is created.
+    let recordable = instance.runtime_dir().is_dir();
+    if let Some(state) = state
+        .as_mut()
+        .filter(|s| recordable && s.phase != PhaseRecord::Stopped)
+    {
         state.phase = PhaseRecord::Stopped;
         state.updated_at = crate::sys::clock::now_rfc3339();
         state.write(&instance.state_file())?;

@@ -144,6 +144,11 @@ impl Launcher for DoltLauncher {
         &mut self,
         previous_port: Option<u16>,
     ) -> Result<Launched<DoltChild, Prober>, LaunchError> {
+        // First, before anything below writes into the data dir: a data dir removed since the
+        // last launch is `DataDirMissing` (nothing creates it again: the default dolt root lives
+        // in it, and dolt would serve an empty one), and a removed runtime dir is put back for
+        // the generated config.
+        self.instance.ensure_dirs().map_err(LaunchError::fatal)?;
         let bin = self.binary().map_err(LaunchError::fatal)?;
         preflight::check_locks(&self.instance, self.cfg.server.stop_timeout, &self.log)
             .await

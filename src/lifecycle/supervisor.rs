@@ -629,6 +629,8 @@ impl<L: Launcher> Supervisor<L> {
                     return Event::Exited("no server process".into());
                 };
                 tokio::select! {
+                    // An exit first: a tick that is due too must not start another probe.
+                    biased;
                     status = child.wait() => {
                         child.after_exit().await;
                         let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
@@ -649,11 +651,18 @@ impl<L: Launcher> Supervisor<L> {
             if let Some(e) = self.maintain() {
                 return e;
             }
-            let (Some(child), Some(probe)) = (self.child.as_ref(), self.probe.as_mut()) else {
+            let (Some(child), Some(probe)) = (self.child.as_mut(), self.probe.as_mut()) else {
                 return Event::Exited("no server process".into());
             };
             let pid = child.identity().pid;
-            match probe.health(h.timeout).await {
+            // A probe of a dead server can take its whole timeout (its port taken over by a
+            // process that accepts and never answers): the exit wins, and is reported above.
+            let health = tokio::select! {
+                biased;
+                _ = child.wait() => continue,
+                r = probe.health(h.timeout) => r,
+            };
+            match health {
                 Ok(()) => {
                     missed = 0;
                     if idle_timeout.is_zero() {

@@ -28,6 +28,8 @@ struct Script {
     never_ready: AtomicBool,
     /// Health probes fail while set.
     wedged: AtomicBool,
+    /// Health probes take their whole timeout, then fail, while set.
+    hanging: AtomicBool,
     /// Client connections the fake server reports.
     clients: AtomicU64,
     launches: AtomicU32,
@@ -65,7 +67,11 @@ impl Probe for FakeProbe {
             Ok(())
         }
     }
-    async fn health(&mut self, _timeout: Duration) -> Result<(), String> {
+    async fn health(&mut self, timeout: Duration) -> Result<(), String> {
+        if self.0.hanging.load(Ordering::SeqCst) {
+            tokio::time::sleep(timeout).await;
+            return Err(format!("no answer within {timeout:?} (fake)"));
+        }
         if self.0.wedged.load(Ordering::SeqCst) {
             Err("no answer (fake)".into())
         } else {
@@ -284,6 +290,32 @@ async fn fake_child_crash_is_restarted_after_backoff_and_counted() {
         .unwrap_or("")
         .contains("exited unexpectedly"));
     assert_eq!(s.dolt_version.as_deref(), Some("0.0-fake"));
+}
+
+/// A server killed while a health probe hangs (its port taken over by a process that accepts
+/// and never answers) is seen exiting at once, not after the probe's timeout.
+#[tokio::test]
+async fn an_exit_during_a_hanging_health_probe_is_noticed_at_once() {
+    let h = start(Script::default(), |c| {
+        c.health.timeout = Duration::from_secs(5)
+    });
+    let first = h.running().await;
+    h.script.hanging.store(true, Ordering::SeqCst);
+    // A probe is in flight after a few 20 ms ticks.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.pid), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let s = h.wait_for("the exit recorded", |s| s.restarts == 1).await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "the exit waited for the probe: {:?}",
+        killed.elapsed()
+    );
+    assert!(s
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("exited unexpectedly"));
 }
 
 #[tokio::test]
