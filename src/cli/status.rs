@@ -41,7 +41,7 @@ pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
     if json {
         println!("{:#}", status_json(&st, cfg));
     } else {
-        print!("{}", status_text(&st));
+        print!("{}", status_text(&st, cfg.restart.max_backoff));
     }
     Ok(ExitCode::from(exit_code(&st)))
 }
@@ -103,7 +103,7 @@ fn status_json(st: &Status, cfg: &Config) -> Value {
     })
 }
 
-fn status_text(st: &Status) -> String {
+fn status_text(st: &Status, retry_every: std::time::Duration) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let phase = st.phase();
@@ -140,6 +140,13 @@ fn status_text(st: &Status) -> String {
     }
     if let Some(sup) = s.supervisor.as_ref().filter(|_| st.supervisor_alive) {
         line(format!("  supervisor: pid {}", sup.pid));
+        if matches!(phase, Phase::Failed | Phase::Backoff) {
+            line(format!(
+                "  retrying:   by itself, every {} at most; `doltctl restart` retries now, \
+                 `doltctl stop` gives up",
+                humantime::format_duration(retry_every)
+            ));
+        }
     }
     if let Some(v) = &s.dolt_version {
         line(format!("  dolt:       {v}"));
@@ -293,17 +300,23 @@ mod tests {
     #[test]
     fn text_names_the_orphan_and_what_to_do() {
         let st = status(Some(state(running(), 3306)), false, true, Some(11));
-        let text = status_text(&st);
+        let text = status_text(&st, std::time::Duration::from_secs(30));
         assert!(text.starts_with("orphaned: "), "{text}");
         assert!(
             text.contains("server pid: 11 runs without a supervisor"),
             "{text}"
         );
         assert!(text.contains("doltctl stop"), "{text}");
-        let text = status_text(&status(None, false, false, Some(12)));
+        let text = status_text(
+            &status(None, false, false, Some(12)),
+            std::time::Duration::from_secs(30),
+        );
         assert!(text.starts_with("orphaned: "), "{text}");
         assert!(text.contains("server pid: 12"), "{text}");
-        let text = status_text(&status(None, false, false, None));
+        let text = status_text(
+            &status(None, false, false, None),
+            std::time::Duration::from_secs(30),
+        );
         assert!(text.starts_with("stopped: no doltctl server"), "{text}");
     }
 }
