@@ -184,10 +184,16 @@ pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
 async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     let instance = Instance::new(&cfg.data_dir);
     // Fast path, no lock: a running server is the common case for clients.
-    if let Ok(st) = status(cfg) {
+    let current = status(cfg).ok();
+    if let Some(st) = &current {
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
             return Ok(s.clone());
         }
+    }
+    // No dolt anywhere is a mistake to report before anything is created or launched (a
+    // supervisor that loses its binary later does retry).
+    if !current.as_ref().is_some_and(|st| st.supervisor_alive) {
+        crate::server::dolt::resolve_binary(cfg)?;
     }
     instance.ensure_dirs()?;
     let total = start_deadline(cfg);
@@ -205,9 +211,6 @@ async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
             if st.supervisor_alive {
                 None
             } else {
-                // No dolt anywhere is a mistake to report now, not a supervisor to leave
-                // retrying (one that loses its binary later does retry).
-                crate::server::dolt::resolve_binary(cfg)?;
                 let mut c = spawn_supervisor(cfg, &instance, opts)?;
                 wait_registered(cfg, &instance, &mut c, left).await?;
                 Some(c)
