@@ -42,7 +42,7 @@ pub mod cli;
 pub struct ReadmeDoctests;
 
 pub use cli::run_supervisor_if_requested;
-pub use client::{Client, ConnectionInfo};
+pub use client::{Client, ClientPool, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
 pub use lifecycle::control;
