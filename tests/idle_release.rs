@@ -264,3 +264,63 @@ fn the_server_idles_out_while_exec_runs_its_command() {
         ms(idle_after)
     );
 }
+
+/// `doctor` names the process whose idle connection keeps the server from idling out (WARN),
+/// with its quiet time, also in `--json`; once it lets go, the server idles out.
+#[test]
+fn doctor_names_the_process_whose_idle_connection_keeps_the_server_up() {
+    let env = TestEnv::with_server("idle_timeout = \"1s\"");
+    let url = env.start();
+    let me = std::process::id() as i32;
+    block_on(async {
+        // A plain connection that does nothing (as a pool with a minimum of idle ones would).
+        let mut c = mysql_async::Conn::from_url(&url).await.unwrap();
+        c.query_drop("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let out = env.doltctl().args(["doctor", "--json"]).output().unwrap();
+        let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "client connections")
+            .unwrap_or_else(|| panic!("no client connections check: {checks:#}"))
+            .clone();
+        eprintln!("{check:#}");
+        assert_eq!(check["status"], "WARN", "{check:#}");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("pid {me} (")), "{detail}");
+        let procs = check["connections"]["processes"].as_array().unwrap();
+        let mine = procs
+            .iter()
+            .find(|p| p["pid"] == me)
+            .expect("this test's connection");
+        assert!(mine["quiet_ms"].as_u64().unwrap() >= 1000, "{mine}");
+        assert_eq!(mine["supervisor_probe"], false);
+        let supervisor = env.state().unwrap().supervisor.unwrap().pid;
+        assert!(
+            procs
+                .iter()
+                .any(|p| p["pid"] == supervisor && p["supervisor_probe"] == true),
+            "{procs:?}"
+        );
+        assert!(check["connections"]["sessions"].as_array().unwrap().len() >= 2);
+        let text = env.doltctl().arg("doctor").output().unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("WARN  client connections:")),
+            "{text}"
+        );
+        // The server is still up: this connection counts as a client.
+        let server = env.server();
+        assert!(server.is_running());
+        c.disconnect().await.unwrap();
+        until(
+            "the server to idle out once the connection is closed",
+            Duration::from_secs(20),
+            || !server.is_running(),
+        )
+        .await;
+    });
+}

@@ -67,17 +67,26 @@ fn restart_of(state: &State) -> Restart {
     let args = state
         .supervisor
         .as_ref()
-        .map(|p| p.cmdline.clone())
+        .map(|p| p.cmdline.as_slice())
         .unwrap_or_default();
-    let value = args.iter().enumerate().find_map(|(i, a)| match a.as_str() {
-        "--idle-timeout" => args.get(i + 1).map(String::as_str),
-        _ => a.strip_prefix("--idle-timeout="),
-    });
-    let idle_timeout = value.and_then(|v| crate::config::parse_duration(v).ok());
     Restart {
         read_only: state.read_only || args.iter().any(|a| a == "--read-only"),
-        idle_timeout,
+        idle_timeout: supervisor_idle_timeout(state),
     }
+}
+
+/// The `--idle-timeout` the state's supervisor was started with (auto-started ones have their
+/// client's `autostart_idle_timeout` there); `None`: it uses its config's `idle_timeout`.
+pub(crate) fn supervisor_idle_timeout(state: &State) -> Option<Duration> {
+    let args = state.supervisor.as_ref()?.cmdline.as_slice();
+    let value = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.as_str() {
+            "--idle-timeout" => args.get(i + 1).map(String::as_str),
+            _ => a.strip_prefix("--idle-timeout="),
+        })?;
+    crate::config::parse_duration(value).ok()
 }
 
 /// An exclusive run in progress: the server is stopped, the start lock held and the run
