@@ -112,9 +112,9 @@ pub struct Peer {
 }
 
 /// Every established TCP connection from a process of this host to the server listening on
-/// `port`, with the process holding it (found as [`holder`] finds a listener: the client
+/// `port`, with the process holding it (found as `holder` finds a listener: the client
 /// end's inode in `/proc/net/tcp{,6}`, then the processes' fd tables) and how long it has been
-/// quiet (from the kernel, [`crate::sys::tcp_diag`]). Sorted by pid.
+/// quiet (from the kernel, `sys::tcp_diag`). Sorted by pid.
 pub fn peers(port: u16) -> Vec<Peer> {
     let entries: Vec<TcpNetEntry> = [procfs::net::tcp(), procfs::net::tcp6()]
         .into_iter()
