@@ -315,6 +315,20 @@ fn clients_are_told_who_paused_the_server_and_exit_codes_pass_through() {
         assert!(stderr.contains(&want), "{args:?}: {stderr}");
     }
     assert!(env.dolt_servers().is_empty(), "{:?}", env.dolt_servers());
+    // status says who paused it.
+    let out = env.doltctl().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exclusive"]["process"]["pid"], ex.id(), "{v:#}");
+    assert_eq!(v["exclusive"]["command"], "sleep 30");
+    let out = env.doltctl().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "paused:     for an exclusive command (pid {}: sleep 30)",
+            ex.id()
+        )),
+        "{text}"
+    );
     // SIGTERM to doltctl reaches the command; doltctl reports it as a shell would.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(ex.id() as i32), Signal::SIGTERM).unwrap();
     let status = ex.wait().unwrap();
@@ -322,6 +336,9 @@ fn clients_are_told_who_paused_the_server_and_exit_codes_pass_through() {
     assert!(!marker.exists(), "the record is removed");
     let after = env.server();
     assert!(after.is_running() && after.pid != before.pid);
+    let out = env.doltctl().args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["exclusive"].is_null(), "{v:#}");
     eprintln!(
         "a client waiting on the paused server gave up after {} with: {e}",
         ms(waited)
