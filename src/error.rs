@@ -278,6 +278,35 @@ pub enum Error {
         detail: String,
     },
 
+    /// `doltctl exclusive` stopped the server to run a command of its own on the data dir,
+    /// and holds the start lock until it ends; waiting for it took longer than the client's
+    /// `retry_window`.
+    #[error(
+        "the server for {} is paused for an exclusive command (pid {pid}: {command}); it starts \
+         again when that ends", .data_dir.display()
+    )]
+    ServerPaused {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The `doltctl exclusive` process.
+        pid: i32,
+        /// The command it runs.
+        command: String,
+    },
+
+    /// A command named a database the data dir does not hold.
+    #[error(
+        "database {database} does not exist in {} (no {}/.dolt); create it with \
+         `doltctl init --db {database}`, or name one of the data dir's databases",
+        .data_dir.display(), .data_dir.join(.database).display()
+    )]
+    DatabaseMissing {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The database asked for.
+        database: String,
+    },
+
     /// A read-only start found a writable server running.
     #[error(
         "a writable server is already running for {} ({url}); stop it (`doltctl stop`) \

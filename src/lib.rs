@@ -42,7 +42,7 @@ pub mod cli;
 pub struct ReadmeDoctests;
 
 pub use cli::run_supervisor_if_requested;
-pub use client::{Client, ConnectionInfo};
+pub use client::{Client, ClientPool, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
 pub use lifecycle::control;
@@ -57,7 +57,7 @@ pub use testing::{TestServer, TestServerBuilder};
 pub mod internals {
     pub use crate::client::sqlsplit::split as split_sql;
     pub use crate::server::health::{probe_opts, select1};
-    pub use crate::server::port::preferred_port;
+    pub use crate::server::port::{peers, preferred_port, Peer};
     pub use crate::sys::clock::now_rfc3339;
     pub use crate::sys::locks::{probe as probe_lock, Holder as LockHolder};
     pub use crate::sys::process::{is_alive, is_dolt_server};

@@ -167,6 +167,23 @@ enum Op {
         )]
         command: Vec<std::ffi::OsString>,
     },
+    /// Stop the server, run a command with the data dir to itself (e.g. `dolt gc`,
+    /// `dolt table import`), then start the server again; clients wait meanwhile. Its exit
+    /// code is passed through (126: cannot execute, 127: not found).
+    Exclusive {
+        /// Run the command in this database's directory (<data_dir>/DB) instead of the
+        /// data dir.
+        #[arg(short, long, value_name = "DB")]
+        database: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Run SQL statements (from -q or stdin) through the retrying client. On a terminal
     /// without -q: an interactive mariadb/mysql client on this server.
     Sql {
@@ -281,6 +298,7 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
             database,
         } => cli::env(cfg, ensure, format.into(), database),
         Op::Exec { database, command } => cli::exec(cfg, database, &command),
+        Op::Exclusive { database, command } => cli::exclusive(cfg, database, &command),
         Op::Sql {
             database,
             query,

@@ -183,9 +183,12 @@ pub async fn init(cfg: &Config, opts: &InitOptions) -> Result<InitReport> {
 
     // No supervisor may start between this check and the databases' creation: a server
     // scans the data dir once, at start, and would not see a database created under it.
-    let start_lock =
-        crate::lifecycle::start_lock::lock_start(&instance, std::time::Duration::from_secs(120))
-            .await?;
+    let start_lock = crate::lifecycle::start_lock::lock_start(
+        &instance,
+        std::time::Duration::from_secs(120),
+        cfg.client.retry_window,
+    )
+    .await?;
     let server_up = control::status(cfg)?.supervisor_alive;
     // Through a server, the client may need to wait for it (and so for this lock): keep the
     // lock only for the `dolt init` path.

@@ -16,6 +16,7 @@ Examples:
   eval \"$(doltctl env --database app)\"   DATABASE_URL, MYSQL_HOST, MYSQL_TCP_PORT, ... in this shell
   doltctl exec -- mariadb -D app         run a program with those variables (no password in argv)
   doltctl sql -d app -q 'SELECT 1'       run statements; without -q on a terminal: a mysql client
+  doltctl exclusive -d app -- dolt gc    stop the server, run dolt on the data dir, start it again
   doltctl logs -f --since 10m            follow the log, starting 10 minutes back
   doltctl stop
 
@@ -35,8 +36,8 @@ Exit codes:
   3    not running (status, url, env)
   4    not ready: the supervisor is up, the server is not (status)
   5    orphaned: a server of ours runs without its supervisor (status)
-  exec passes its command's code through (128+N for signal N), 126 when the command cannot
-  be executed, 127 when it is not found.";
+  exec and exclusive pass their command's code through (128+N for signal N), 126 when the
+  command cannot be executed, 127 when it is not found.";
 
 /// `doltctl completions SHELL`: the completion script for `cmd` (the binary's argument
 /// definitions) on stdout.

@@ -35,6 +35,16 @@ pub(crate) async fn run(
     vars: &[(String, String)],
     forward: Forward,
 ) -> Result<ExitCode> {
+    run_in(command, vars, forward, None).await
+}
+
+/// [`run`] in directory `dir` (default: ours).
+pub(crate) async fn run_in(
+    command: &[OsString],
+    vars: &[(String, String)],
+    forward: Forward,
+    dir: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let Some((prog, args)) = command.split_first() else {
         return Err(Error::ConfigValue("exec: no command given".into()));
     };
@@ -48,11 +58,12 @@ pub(crate) async fn run(
         Forward::TermOnly => Some(signal(SignalKind::quit()).at("signal handler")?),
         Forward::IntAndTerm => None,
     };
-    let mut child = match tokio::process::Command::new(prog)
-        .args(args)
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .spawn()
-    {
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args).envs(vars.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             let name = prog.to_string_lossy();

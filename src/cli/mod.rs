@@ -107,6 +107,12 @@ pub fn default_log_level(supervisor: bool) -> &'static str {
 
 /// `doltctl run`: the supervisor in the foreground until SIGTERM/SIGINT.
 pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
+    // `doltctl exclusive` keeps clients from starting a server through the start lock; a
+    // supervisor started by hand must not serve beside its command either.
+    let instance = Instance::new(&cfg.data_dir);
+    if let Some(run) = control::exclusive::live(&instance) {
+        return Err(run.paused_error(&instance));
+    }
     cfg.server.read_only |= args.read_only;
     if let Some(t) = args.idle_timeout {
         cfg.server.idle_timeout = t;
@@ -326,6 +332,77 @@ pub fn exec(cfg: Config, database: Option<String>, command: &[OsString]) -> Resu
         vars.push(("MYSQL_HOME".into(), home.to_string_lossy().into_owned()));
     }
     rt.block_on(exec::run(command, &vars, exec::Forward::IntAndTerm))
+}
+
+/// `doltctl exclusive [--database DB] CMD...`: stops the server gracefully (if it runs), keeps
+/// every client from starting one while CMD runs in the data dir (in `<data_dir>/DB` with
+/// `--database`) with the environment dolt needs, then starts the server again if it was
+/// running. CMD's exit code is passed through as `exec` does (126/127, 128+N for signal N);
+/// SIGINT and SIGTERM are forwarded to it. When the server cannot be started again, that is
+/// reported and the exit code is CMD's, or 1 if CMD succeeded.
+pub fn exclusive(cfg: Config, database: Option<String>, command: &[OsString]) -> Result<ExitCode> {
+    if command.is_empty() {
+        return Err(crate::Error::ConfigValue(
+            "exclusive: no command given".into(),
+        ));
+    }
+    let data_dir = Instance::new(&cfg.data_dir).data_dir().to_path_buf();
+    let dir = match &database {
+        Some(db) => data_dir.join(db),
+        None => data_dir.clone(),
+    };
+    if let Some(db) = database.filter(|_| !dir.join(".dolt").is_dir()) {
+        return Err(crate::Error::DatabaseMissing {
+            data_dir,
+            database: db,
+        });
+    }
+    let rt = runtime(false)?;
+    let ex = rt.block_on(control::exclusive::begin(&cfg, command))?;
+    if ex.was_running() {
+        eprintln!(
+            "doltctl: server for {} stopped; running {} with the data dir to itself",
+            ex.data_dir().display(),
+            describe(command)
+        );
+    }
+    let vars = ex.dolt_env()?;
+    // A bare `dolt` is the dolt the server runs, found as a start finds it (DOLT_BIN, the
+    // config, PATH, the install location), not whatever PATH has first.
+    let mut command = command.to_vec();
+    if command[0] == "dolt" {
+        command[0] = ex.dolt_bin()?.into_os_string();
+    }
+    let code = rt.block_on(exec::run_in(
+        &command,
+        &vars,
+        exec::Forward::IntAndTerm,
+        Some(&dir),
+    ))?;
+    let was_running = ex.was_running();
+    match rt.block_on(ex.end()) {
+        Ok(Some(_)) => eprintln!("doltctl: server started again"),
+        Ok(None) => {}
+        Err(e) if was_running => {
+            eprintln!("doltctl: exclusive: the server could not be started again: {e}");
+            return Ok(if code == ExitCode::SUCCESS {
+                ExitCode::FAILURE
+            } else {
+                code
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(code)
+}
+
+/// A command line for messages.
+fn describe(command: &[OsString]) -> String {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Writes `<data_dir>/.doltctl/mysql-client/<database>/my.cnf` (see

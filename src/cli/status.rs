@@ -100,6 +100,7 @@ fn status_json(st: &Status, cfg: &Config) -> Value {
         "log_tail": s.map_or(&[][..], |s| &s.log_tail[..]),
         "dolt_version": s.and_then(|s| s.dolt_version.as_ref()),
         "updated_at": s.map(|s| &s.updated_at),
+        "exclusive": control::exclusive::live(&st.instance),
     })
 }
 
@@ -111,11 +112,23 @@ fn status_text(st: &Status, retry_every: std::time::Duration) -> String {
     let mut line = |l: String| {
         let _ = writeln!(out, "{l}");
     };
+    let paused = control::exclusive::live(&st.instance).map(|run| {
+        format!(
+            "  paused:     for an exclusive command (pid {}: {}) since {}; it starts again when that ends",
+            run.process.pid, run.command, run.started_at
+        )
+    });
     if st.state.is_none() && st.orphan.is_none() {
         line(format!("stopped: no doltctl server has run for {dir}"));
+        if let Some(p) = paused {
+            line(p);
+        }
         return out;
     }
     line(format!("{phase}: {dir}"));
+    if let Some(p) = paused {
+        line(p);
+    }
     if let Some(o) = &st.orphan {
         line(format!(
             "  server pid: {} runs without a supervisor: nothing restarts or health-checks it",

@@ -53,6 +53,7 @@ impl Client {
                     Err(e) => e,
                 };
                 if info.read_only && is_read_only_refusal(&e) {
+                    close(conn.take()).await;
                     return Err(Error::ServerReadOnly {
                         data_dir: Instance::new(&self.cfg.data_dir).data_dir().to_path_buf(),
                         detail: format!("the statement was refused: {}", server_message(&e)),
@@ -60,7 +61,9 @@ impl Client {
                 }
                 let kind = classify(&e);
                 let info = info.clone();
-                conn = None;
+                // Never reused after an error, and closed now, not whenever the runtime gets
+                // to it: an open connection keeps the server from idling out.
+                close(conn.take()).await;
                 // Run it again only if it cannot have taken effect: the server refused it, or
                 // it only reads. A connection lost after sending a write leaves its fate
                 // unknown, and a second run could apply it twice.
@@ -72,10 +75,15 @@ impl Client {
                 }
             }
         }
-        if let Some((c, _)) = conn {
-            let _ = c.disconnect().await;
-        }
+        close(conn).await;
         Ok(out)
+    }
+}
+
+/// Closes a connection of [`Client::execute`] (politely: a `COM_QUIT`, within a second).
+async fn close(conn: Option<(Conn, ConnectionInfo)>) {
+    if let Some((c, _)) = conn {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), c.disconnect()).await;
     }
 }
 

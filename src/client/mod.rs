@@ -13,6 +13,7 @@
 
 mod connection;
 mod execute;
+mod pool;
 mod retry;
 pub(crate) mod sqlsplit;
 
@@ -20,18 +21,20 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mysql_async::{Conn, Opts, Pool};
+use mysql_async::{Conn, Opts};
 
 use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lifecycle::control;
 use crate::server::port::is_local_host;
+use crate::sys::process::ProcessIdentity;
 use connection::target_of;
 use retry::{server_code, sql_error, Retries};
 
 pub use connection::ConnectionInfo;
 pub use execute::ResultSet;
+pub use pool::ClientPool;
 pub use retry::{classify, ErrorKind};
 
 /// What a client intends to do.
@@ -181,8 +184,14 @@ impl Client {
     /// The running server, starting one (exactly once across processes) when none runs and
     /// auto-start is on.
     pub async fn ensure(&self) -> Result<ConnectionInfo> {
-        if let Some(info) = self.running()? {
-            return self.check_access(info);
+        Ok(self.ensure_server().await?.0)
+    }
+
+    /// [`Client::ensure`], with the server process.
+    async fn ensure_server(&self) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
+        let st = control::status(&self.cfg)?;
+        if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
+            return Ok((self.check_access(self.info_from(s))?, s.server().cloned()));
         }
         self.autostart_allowed()?;
         let opts = control::StartOptions {
@@ -190,7 +199,10 @@ impl Client {
             ..Default::default()
         };
         let state = control::start_with(&self.cfg, &opts).await?;
-        self.check_access(self.info_from(&state))
+        Ok((
+            self.check_access(self.info_from(&state))?,
+            state.server().cloned(),
+        ))
     }
 
     /// The URL of the server, started if needed.
@@ -215,8 +227,19 @@ impl Client {
     /// supervisor is alive but the server not ready) the last known address; with no
     /// supervisor at all, auto-start.
     async fn target(&self, last: &Option<ConnectionInfo>) -> Result<ConnectionInfo> {
-        if let Some(info) = self.running()? {
-            return self.check_access(info);
+        Ok(self.target_server(last).await?.0)
+    }
+
+    /// [`Client::target`], with the server process it names (when known), so a pool can tell
+    /// later whether that server is still the one it connects to.
+    async fn target_server(
+        &self,
+        last: &Option<ConnectionInfo>,
+    ) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
+        let server_of = |s: &crate::State| s.server().cloned();
+        let st = control::status(&self.cfg)?;
+        if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
+            return Ok((self.check_access(self.info_from(s))?, server_of(s)));
         }
         // A supervisor at work (starting, restarting): wait for its server to be ready, which
         // it records within milliseconds, rather than knocking on a port that is not open yet.
@@ -224,7 +247,7 @@ impl Client {
         loop {
             let st = control::status(&self.cfg)?;
             if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
-                return self.check_access(self.info_from(s));
+                return Ok((self.check_access(self.info_from(s))?, server_of(s)));
             }
             let Some(s) = st.state.as_ref().filter(|_| st.supervisor_alive) else {
                 break;
@@ -235,13 +258,13 @@ impl Client {
             }
             if std::time::Instant::now() >= deadline && s.port != 0 {
                 // Let the connect attempt fail and be retried like any refused connection.
-                return Ok(self.info_from(s));
+                return Ok((self.info_from(s), None));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         match last {
-            Some(l) if self.autostart_allowed().is_err() => Ok(l.clone()),
-            _ => self.ensure().await,
+            Some(l) if self.autostart_allowed().is_err() => Ok((l.clone(), None)),
+            _ => self.ensure_server().await,
         }
     }
 
@@ -303,12 +326,29 @@ impl Client {
         }
     }
 
-    /// A pool to the server (started if needed), checked with one connection first.
-    pub async fn pool(&self) -> Result<Pool> {
-        let conn = self.conn().await?;
-        let info = self.running()?.unwrap_or(self.ensure().await?);
-        let _ = conn.disconnect().await;
-        Ok(Pool::new(self.opts(&info)))
+    /// A connection pool to the server (started if needed), checked with one connection
+    /// first. It lets go when idle: connections idle longer than `[client] pool_idle_timeout`
+    /// are closed and no minimum is kept, so a program that holds a pool but does nothing lets
+    /// the server idle out. Its [`ClientPool::get_conn`] goes through this client's retry and
+    /// auto-start, so the next query after an idle stop (or a restart on another port) starts
+    /// the server again and reconnects. See [`ClientPool`].
+    pub async fn pool(&self) -> Result<ClientPool> {
+        let pool = ClientPool::new(self.clone());
+        // The checking connection goes back into the pool (closed once idle).
+        drop(pool.get_conn().await?);
+        Ok(pool)
+    }
+
+    /// `mysql_async` options for a pool's connections to `info`: this client's session setup,
+    /// the idle release of [`pool::idle_pool_opts`].
+    fn pool_opts(&self, info: &ConnectionInfo) -> Opts {
+        let mut b = info
+            .opts()
+            .pool_opts(pool::idle_pool_opts(self.cfg.client.pool_idle_timeout));
+        if self.read_only_for(info) {
+            b = b.init(vec!["SET SESSION TRANSACTION READ ONLY"]);
+        }
+        b.into()
     }
 
     /// Wraps an error from a connection this client handed out. The error names the address

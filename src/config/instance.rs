@@ -51,6 +51,11 @@ impl Instance {
     pub fn start_lock(&self) -> PathBuf {
         self.runtime_dir.join("start.lock")
     }
+    /// Written by `doltctl exclusive` while it holds the start lock: who paused the server
+    /// (pid, start time, command), so a client waiting on the lock can say so.
+    pub fn exclusive_file(&self) -> PathBuf {
+        self.runtime_dir.join("exclusive.json")
+    }
     /// Dolt's output and the supervisor's events, rotated by size.
     pub fn server_log(&self) -> PathBuf {
         self.runtime_dir.join("server.log")

@@ -168,6 +168,12 @@ pub struct ClientConfig {
     /// `idle_timeout` of servers a client auto-starts (zero: never stop them). Default: 30m.
     #[serde(deserialize_with = "de_duration")]
     pub autostart_idle_timeout: Duration,
+    /// A [`Client::pool`](crate::Client::pool) closes a connection that has been idle this
+    /// long (checked at least every second), and keeps no minimum of idle connections, so an
+    /// application that holds a pool but does nothing lets the server idle out. Zero: a
+    /// connection is closed as soon as it is returned. Default: 30s.
+    #[serde(deserialize_with = "de_duration")]
+    pub pool_idle_timeout: Duration,
     /// Its password (`DOLTCTL_PASSWORD` overrides). When the user is root, a brand-new data dir
     /// gets this root password on its first start. Never put on a command line or in logs.
     /// Default: empty.
@@ -183,6 +189,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_window", &self.retry_window)
             .field("user", &self.user)
             .field("autostart_idle_timeout", &self.autostart_idle_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field(
                 "password",
                 &if self.password.is_empty() {
@@ -205,6 +212,7 @@ impl Default for ClientConfig {
             user: "root".into(),
             password: String::new(),
             autostart_idle_timeout: Duration::from_secs(30 * 60),
+            pool_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -390,5 +398,7 @@ mod tests {
         assert_eq!(c.restart.max_failures, d.restart.max_failures);
         assert_eq!(c.health.interval, d.health.interval);
         assert_eq!(c.logs.max_size, d.logs.max_size);
+        assert_eq!(c.client.pool_idle_timeout, d.client.pool_idle_timeout);
+        assert_eq!(c.client.pool_idle_timeout, Duration::from_secs(30));
     }
 }

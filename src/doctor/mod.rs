@@ -55,6 +55,10 @@ pub struct Check {
     /// What `--fix` did about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
+    /// The `client connections` check's findings, for `--json`: the processes holding
+    /// connections and the server's sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<serde_json::Value>,
     #[serde(skip)]
     repair: Option<Repair>,
 }
@@ -66,6 +70,7 @@ fn check(name: &str, status: Level, detail: impl Into<String>) -> Check {
         detail: detail.into(),
         fix: None,
         fixed: None,
+        connections: None,
         repair: None,
     }
 }
@@ -139,6 +144,7 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
     checks.extend(permission_checks(&instance));
     checks.push(port_check(&cfg, &st, &orphans));
     checks.push(connection_check(&cfg, &st).await);
+    checks.push(connections::clients_check(&cfg, &st).await);
     checks.push(health_check(&cfg, &instance, &st));
     checks.extend(log_checks(&cfg, &instance, &st));
 
@@ -148,6 +154,7 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
     Report { checks }
 }
 
+mod connections;
 mod environment;
 mod repair;
 mod server;

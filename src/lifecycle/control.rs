@@ -13,7 +13,8 @@ use nix::sys::signal::Signal;
 use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::lifecycle::start_lock::lock_start;
+pub use crate::lifecycle::exclusive;
+use crate::lifecycle::start_lock::{lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::log as logs;
 use crate::server::preflight;
@@ -143,8 +144,9 @@ fn status_for_start(cfg: &Config) -> Result<Status> {
     }
 }
 
-fn start_deadline(cfg: &Config) -> Duration {
-    // Room for stopping an orphan first, then a full ready timeout.
+/// How long a start (and the start lock) may take: stopping an orphan first, then a full
+/// ready timeout.
+pub(crate) fn start_deadline(cfg: &Config) -> Duration {
     cfg.server.ready_timeout + cfg.server.stop_timeout + Duration::from_secs(5)
 }
 
@@ -181,8 +183,24 @@ pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
     Ok(state)
 }
 
+/// [`start_with`] for a caller that holds the start lock already (`doltctl exclusive`): the
+/// first decision is made under that lock, which is released once a supervisor is launched.
+pub(crate) async fn start_locked(
+    cfg: &Config,
+    opts: &StartOptions,
+    lock: Option<StartLock>,
+) -> Result<State> {
+    let state = ensure_running_with(cfg, opts, lock).await?;
+    if cfg.server.read_only && !state.read_only {
+        return Err(Error::WritableServerRunning {
+            data_dir: state.data_dir.clone(),
+            url: state.url.clone().unwrap_or_default(),
+        });
+    }
+    Ok(state)
+}
+
 async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
-    let instance = Instance::new(&cfg.data_dir);
     // Fast path, no lock: a running server is the common case for clients.
     let current = status(cfg).ok();
     if let Some(st) = &current {
@@ -195,6 +213,15 @@ async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     if !current.as_ref().is_some_and(|st| st.supervisor_alive) {
         crate::server::dolt::resolve_binary(cfg)?;
     }
+    ensure_running_with(cfg, opts, None).await
+}
+
+async fn ensure_running_with(
+    cfg: &Config,
+    opts: &StartOptions,
+    mut held: Option<StartLock>,
+) -> Result<State> {
+    let instance = Instance::new(&cfg.data_dir);
     instance.ensure_dirs()?;
     let total = start_deadline(cfg);
     let deadline = Instant::now() + total;
@@ -203,7 +230,10 @@ async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
         // The start lock only covers deciding and launching: once a supervisor holds its own
         // lock, everyone (the launcher too) waits for readiness without it.
         let mut child = {
-            let _lock = lock_start(&instance, left).await?;
+            let _lock = match held.take() {
+                Some(l) => l,
+                None => lock_start(&instance, left, cfg.client.retry_window).await?,
+            };
             let st = status_for_start(cfg)?;
             if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
                 return Ok(s.clone());
@@ -512,9 +542,15 @@ pub async fn stop(cfg: &Config) -> Result<Stopped> {
     // Without a runtime dir there is no start lock to take (and no supervisor), but a server
     // of ours whose files were deleted under it may still run.
     let _lock = match instance.runtime_dir().is_dir() {
-        true => Some(lock_start(&instance, start_deadline(cfg)).await?),
+        true => Some(lock_start(&instance, start_deadline(cfg), cfg.client.retry_window).await?),
         false => None,
     };
+    stop_locked(cfg, &instance).await
+}
+
+/// [`stop`] for a caller that holds the start lock (or has no runtime dir to take it in).
+pub(crate) async fn stop_locked(cfg: &Config, instance: &Instance) -> Result<Stopped> {
+    let instance = instance.clone();
     let mut state = match current_state(&instance) {
         Ok(s) => s,
         Err(e @ Error::StateFile { .. }) => {

@@ -5,6 +5,7 @@
 pub mod control;
 pub(crate) mod control_socket;
 pub(crate) mod driver;
+pub mod exclusive;
 pub(crate) mod machine;
 pub(crate) mod start_lock;
 pub(crate) mod state_file;

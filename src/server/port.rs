@@ -96,6 +96,94 @@ pub fn holder(port: u16) -> Option<(i32, String)> {
     None
 }
 
+/// A local process's TCP connection to a server's port (see [`peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The process holding the client end, when `/proc` lets us see it (other users'
+    /// processes may not).
+    pub pid: Option<i32>,
+    /// Its command line.
+    pub command: Option<String>,
+    /// The client end's address (`127.0.0.1:54321`).
+    pub client: SocketAddr,
+    /// Since the last data in either direction, from the kernel; `None` when it cannot be
+    /// asked.
+    pub idle: Option<std::time::Duration>,
+}
+
+/// Every established TCP connection from a process of this host to the server listening on
+/// `port`, with the process holding it (found as `holder` finds a listener: the client
+/// end's inode in `/proc/net/tcp{,6}`, then the processes' fd tables) and how long it has been
+/// quiet (from the kernel, `sys::tcp_diag`). Sorted by pid.
+pub fn peers(port: u16) -> Vec<Peer> {
+    let entries: Vec<TcpNetEntry> = [procfs::net::tcp(), procfs::net::tcp6()]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.state == TcpState::Established)
+        .collect();
+    let ends = client_ends(&entries, port);
+    if ends.is_empty() {
+        return vec![];
+    }
+    let quiet = crate::sys::tcp_diag::established();
+    let owners = socket_owners(&ends.iter().map(|e| e.inode).collect::<Vec<_>>());
+    let mut out: Vec<Peer> = ends
+        .iter()
+        .map(|e| {
+            let pid = owners.get(&e.inode).copied();
+            Peer {
+                pid,
+                command: pid.map(procinfo::describe),
+                client: e.local_address,
+                idle: quiet
+                    .as_ref()
+                    .and_then(|q| q.get(&(e.local_address, e.remote_address)))
+                    .map(|q| q.idle()),
+            }
+        })
+        .collect();
+    out.sort_by_key(|p| (p.pid, p.client));
+    out
+}
+
+/// The client ends of connections to `port`: entries whose peer is a server end listed here
+/// too (so the connection goes to this host's server, not to the same port elsewhere).
+fn client_ends(entries: &[TcpNetEntry], port: u16) -> Vec<&TcpNetEntry> {
+    let server_ends: std::collections::HashSet<(SocketAddr, SocketAddr)> = entries
+        .iter()
+        .filter(|e| e.local_address.port() == port)
+        .map(|e| (e.local_address, e.remote_address))
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e.remote_address.port() == port && e.local_address.port() != port)
+        .filter(|e| server_ends.contains(&(e.remote_address, e.local_address)))
+        .collect()
+}
+
+/// The pid holding each of these socket inodes, for the processes whose fds we may read.
+fn socket_owners(inodes: &[u64]) -> std::collections::HashMap<u64, i32> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(all) = procfs::process::all_processes() else {
+        return out;
+    };
+    for p in all.flatten() {
+        let Ok(fds) = p.fd() else { continue };
+        for fd in fds.flatten() {
+            if let procfs::process::FDTarget::Socket(ino) = fd.target {
+                if inodes.contains(&ino) {
+                    out.insert(ino, p.pid());
+                }
+            }
+        }
+        if out.len() == inodes.len() {
+            break;
+        }
+    }
+    out
+}
+
 /// Inodes of sockets in state LISTEN on `port` in a `/proc/net/tcp` table.
 fn listening_inodes(table: &[TcpNetEntry], port: u16) -> Vec<u64> {
     table
@@ -143,6 +231,38 @@ mod tests {
                 .unwrap()
                 .0;
         assert_eq!(listening_inodes(&table, 8080), vec![55555]);
+    }
+
+    /// A connection from this process to a local listener is found with this pid, its
+    /// client address and a quiet time; the listener's own (server) end is not a peer.
+    #[test]
+    fn peers_are_the_client_ends_with_their_process() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        let peers = peers(port);
+        assert_eq!(peers.len(), 1, "{peers:?}");
+        assert_eq!(peers[0].pid, Some(std::process::id() as i32));
+        assert_eq!(peers[0].client, c.local_addr().unwrap());
+        assert!(peers[0].idle.is_some(), "{peers:?}");
+    }
+
+    #[test]
+    fn client_ends_need_a_matching_server_end() {
+        use procfs::FromBufReadSI;
+        // 8080 <-> 43690 is local both ways; 8080 <-> 43691 has no server end here (a
+        // connection to port 8080 of another host).
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                 0: 0100007F:1F90 0100007F:AAAA 01 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+                 1: 0100007F:AAAA 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n\
+                 2: 0100007F:AAAB 0200000A:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+        let table =
+            procfs::net::TcpNetEntries::from_buf_read(t.as_bytes(), procfs::current_system_info())
+                .unwrap()
+                .0;
+        let ends: Vec<u64> = client_ends(&table, 8080).iter().map(|e| e.inode).collect();
+        assert_eq!(ends, vec![2]);
     }
 
     /// Clients keep a data dir's URL across doltctl versions only if its preferred port

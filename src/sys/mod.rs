@@ -6,3 +6,4 @@ pub(crate) mod clock;
 pub(crate) mod install;
 pub(crate) mod locks;
 pub(crate) mod process;
+pub(crate) mod tcp_diag;
