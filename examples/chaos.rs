@@ -42,12 +42,18 @@ fn main() {
     }
 }
 
-/// A sandbox with `extra` appended to its config (fast health checks and the like).
+/// Each round's server stays up longer than this before it is killed, so every kill is the
+/// crash of a server that stayed up (relaunched at once), not a crash loop.
+const RESTART: &str = "[restart]\nstable_after = \"250ms\"\nmax_failures = 1000\n";
+
+/// A sandbox with [`RESTART`] and `extra` appended to its config (fast health checks and the
+/// like).
 fn sandbox(dolt: &Path, extra: &str) -> (Sandbox, PathBuf, u16) {
     let sb = Sandbox::new(dolt);
     let port = free_port();
     let cfg = sb.config(port);
     let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(RESTART);
     text.push_str(extra);
     std::fs::write(&cfg, text).expect("config");
     (sb, cfg, port)
@@ -356,6 +362,7 @@ fn sigstop_dolt(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
     let mut pid = ready_other_than(&sb.data, None, Duration::from_secs(30)).map(|r| r.0);
     for _ in 0..rounds {
         let Some(p) = pid else { break };
+        std::thread::sleep(Duration::from_millis(300));
         let t = Instant::now();
         let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
         match ready_other_than(&sb.data, Some(p), Duration::from_secs(30)) {
