@@ -2,7 +2,8 @@
 //! with a baseline measured in the same run, on the same machine:
 //! - `doltctl start` to ready vs dolt's own time from spawn to the first `SELECT 1` answered
 //!   (a tight polling loop);
-//! - kill -9 of the server to ready again;
+//! - kill -9 of the server to ready again, and the same under supervisord (`startsecs=1`,
+//!   `autorestart=true`, the same dolt command) where `supervisord` is installed;
 //! - the idle supervisor's RSS and CPU, next to the idle dolt server's.
 //!
 //! Usage: measure DOLTCTL_BIN DOLT_BIN [ROUNDS]
@@ -45,6 +46,9 @@ fn main() {
         healed.push(kill9_to_ready(data));
         sb.doltctl(&doltctl, &cfg, &["stop"]);
     }
+
+    // The same kill -9 under supervisord, as a reference restart time.
+    let supervisord = rt.block_on(supervisord_kill9_to_ready(&dolt, data, env, rounds));
 
     // Idle usage: a running server, left alone for a while.
     let port = free_port();
@@ -133,6 +137,15 @@ fn main() {
         list(&healed),
         ms(h) / ms(b)
     );
+    match &supervisord {
+        Ok(v) => println!(
+            "kill -9 under supervisord -> SELECT 1:   median {:.0} ms  (all: {})  doltctl/supervisord {:.2}x",
+            ms(median(v)),
+            list(v),
+            ms(h) / ms(median(v))
+        ),
+        Err(why) => println!("kill -9 under supervisord: skipped: {why}"),
+    }
     println!(
         "idle supervisor: RSS {rss_sup} KiB, CPU {:.3}% over {}s  (idle dolt: RSS {rss_srv} KiB, CPU {:.3}%)",
         pct(c0s, c1s),
@@ -245,6 +258,110 @@ async fn raw_dolt_ready(dolt: &Path, data: &Path, env: &[(&str, String)]) -> Dur
     // Dolt writes config.yaml into a data dir served without --config; keep runs comparable.
     let _ = std::fs::remove_file(data.join("config.yaml"));
     d
+}
+
+/// supervisord running the same dolt command as the baseline (`startsecs=1`, `autorestart`):
+/// kill -9 of dolt, once it has been up past `startsecs`, to the first `SELECT 1` answered by
+/// the new process. Err says why it was skipped (no `supervisord` on PATH).
+async fn supervisord_kill9_to_ready(
+    dolt: &Path,
+    data: &Path,
+    env: &[(&str, String)],
+    rounds: usize,
+) -> Result<Vec<Duration>, String> {
+    let bin = which::which("supervisord")
+        .map_err(|_| "no supervisord on PATH (`pip install supervisor`)".to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_port();
+    let environment = env
+        .iter()
+        .filter(|(k, _)| *k != "DOLT_BIN")
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let conf = dir.path().join("supervisord.conf");
+    let d = dir.path().display();
+    std::fs::write(
+        &conf,
+        format!(
+            "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+             childlogdir={d}\n\n[program:dolt]\ncommand={} sql-server -H 127.0.0.1 -P {port} \
+             -l warning --socket {d}/raw.sock --data-dir {}\nenvironment={environment}\n\
+             startsecs=1\nautorestart=true\nstopasgroup=true\nkillasgroup=true\n\
+             stdout_logfile=NONE\nstderr_logfile=NONE\n",
+            dolt.display(),
+            data.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut sup = tokio::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let sup_pid = sup.id().expect("supervisord pid");
+    let mut cfg = doltctl::Config::default();
+    cfg.server.host = "127.0.0.1".into();
+    let opts = health::probe_opts(&cfg, port);
+    let child = || -> Option<i32> {
+        std::fs::read_to_string(format!("/proc/{sup_pid}/task/{sup_pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    // Ready: a dolt process under supervisord, other than `old`, answers SELECT 1.
+    let ready_other_than = |old: Option<i32>| {
+        let opts = opts.clone();
+        async move {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(60) {
+                if let Some(pid) = child().filter(|p| Some(*p) != old) {
+                    if health::select1(&opts, Duration::from_secs(1)).await.is_ok() {
+                        return Ok(pid);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err("dolt did not come back under supervisord within 60 s".to_string())
+        }
+    };
+    let measured = async {
+        let mut pid = ready_other_than(None).await?;
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            // Past startsecs, so supervisord counts it as started (RUNNING), not a failed start.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let t = Instant::now();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            pid = ready_other_than(Some(pid)).await?;
+            times.push(t.elapsed());
+        }
+        Ok::<_, String>(times)
+    }
+    .await;
+    // supervisord stops its dolt (stopasgroup) on SIGTERM; a dolt left behind is killed too.
+    let left = child();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = sup.wait().await;
+    if let Some(pid) = left.filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = std::fs::remove_file(data.join("config.yaml"));
+    measured
 }
 
 fn kill9_to_ready(data: &Path) -> Duration {

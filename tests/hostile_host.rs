@@ -401,7 +401,8 @@ fn runtime_dir_removed_under_a_running_server() {
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
 }
 
-/// A fixed port taken by another process right after dolt was killed, held 3 s: the
+/// A fixed port taken by another process right after dolt was killed (a second time, so the
+/// relaunch waits `initial_backoff`), held 3 s: the
 /// supervisor backs off, goes `failed`, keeps retrying every `max_backoff`, and brings the
 /// server back by itself within `max_backoff` + ready time of the port coming free. (Before
 /// issue 13 a taken port was fatal: `failed` until `doltctl restart`.)
@@ -414,6 +415,18 @@ fn fixed_port_taken_during_a_restart_comes_back_by_itself() {
         .replace("initial_backoff = \"100ms\"", "initial_backoff = \"500ms\"");
     env.write_config(&cfg);
     let (url, writer, census) = serving(&env);
+    // The first crash of a ready server relaunches at once; the second within stable_after
+    // waits initial_backoff. So kill once, let it come back, and take the port on the second.
+    let first = env.server();
+    first.signal(Signal::SIGKILL).unwrap();
+    wait_until(
+        "relaunched at once after the first kill -9",
+        READY * 2,
+        || {
+            env.state()
+                .is_some_and(|s| s.is_ready() && s.server().is_some_and(|p| p.pid != first.pid))
+        },
+    );
     let old = env.server();
 
     old.signal(Signal::SIGKILL).unwrap();

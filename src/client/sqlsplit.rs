@@ -36,7 +36,11 @@ pub fn split(sql: &str) -> Vec<Statement> {
             let rest = &sql[i..];
             let l = rest.split('\n').next().unwrap_or("");
             let lt = l.trim_start();
-            if lt.len() >= 10 && lt[..10].eq_ignore_ascii_case("delimiter ") {
+            // `get`: byte 10 may fall inside a multi-byte character (`delimite€`).
+            if lt
+                .get(..10)
+                .is_some_and(|w| w.eq_ignore_ascii_case("delimiter "))
+            {
                 let d = lt[10..].trim();
                 if !d.is_empty() {
                     delim = d.to_string();
@@ -276,5 +280,73 @@ mod tests {
         assert!(!commits_implicitly("INSERT INTO created VALUES (1)"));
         assert!(!commits_implicitly("/*!40101 SET NAMES utf8mb4 */"));
         assert!(!commits_implicitly("CALL my_proc()"));
+    }
+}
+
+/// Property tests: no text makes the splitter panic, and statements it produced, joined
+/// again with `;\n`, split into the same statements.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn texts(sql: &str) -> Vec<String> {
+        split(sql).into_iter().map(|s| s.text).collect()
+    }
+
+    /// Script pieces: words, operators, closed quoted strings (holding `;`, quotes, escapes and
+    /// line breaks), comments of every kind, whitespace and statement ends.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(&["select", "insert", "into", "t", "values", "x1", "42", "é"][..])
+                .prop_map(str::to_string),
+            2 => prop::sample::select(&["=", ",", "(", ")", "*", "-", "/", "-1", "--x", "$$"][..])
+                .prop_map(str::to_string),
+            2 => "[a-z;\"'` \n\u{e9}]{0,8}".prop_map(|s| format!("'{}'", s.replace('\'', "''"))),
+            1 => "[a-z;'` \n]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\\\""))),
+            1 => "[a-z;'\" \n]{0,8}".prop_map(|s| format!("`{}`", s.replace('`', "``"))),
+            1 => "[a-z;'\" ]{0,8}".prop_map(|s| format!("-- {s}\n")),
+            1 => "[a-z;'\" ]{0,8}".prop_map(|s| format!("# {s}\n")),
+            1 => "[a-z;'\" \n]{0,8}".prop_map(|s| format!("/* {s} */")),
+            1 => "[a-z;'\" \n]{0,8}".prop_map(|s| format!("/*!40101 {s} */")),
+            3 => prop::sample::select(&[" ", "\n", "\t", " \r\n"][..]).prop_map(str::to_string),
+            2 => Just(";".to_string()),
+        ]
+    }
+
+    /// Found by these tests: `lt[..10]` sliced inside the `€`.
+    #[test]
+    fn a_line_like_delimiter_with_a_multibyte_character_does_not_panic() {
+        assert_eq!(
+            texts("delimite\u{20ac}x;\ny;"),
+            vec!["delimite\u{20ac}x", "y"]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(sql in "\\PC{0,120}") {
+            for s in split(&sql) {
+                prop_assert!(s.line >= 1 && !s.text.trim().is_empty());
+            }
+        }
+
+        #[test]
+        fn delimiter_lines_never_panic(
+            d in "[;$/\u{e9}a-z]{0,3}",
+            body in "\\PC{0,40}",
+            word in "[dD][eE][lL][iI][mM][iI][tT][eE]\\PC{0,3}",
+        ) {
+            let _ = split(&format!("{word} {d}\n{body}{d}\n{word}\u{20ac}\nx;"));
+        }
+
+        #[test]
+        fn joined_statements_split_the_same(pieces in prop::collection::vec(piece(), 0..30)) {
+            let first = texts(&pieces.concat());
+            let again = texts(&first.join(";\n"));
+            prop_assert_eq!(again, first);
+        }
     }
 }

@@ -498,3 +498,117 @@ keep = 2
         assert!(msg.contains("invalid size \"lots\""), "{msg}");
     }
 }
+
+/// Property tests: no text, TOML-shaped or not, makes loading a config panic; every refusal
+/// is an error that renders.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECTIONS: &[&str] = &[
+        "",
+        "[server]",
+        "[restart]",
+        "[health]",
+        "[logs]",
+        "[client]",
+        "[bootstrap]",
+        "[[bootstrap.seed]]",
+        "[nope]",
+        "[server.x]",
+    ];
+    const KEYS: &[&str] = &[
+        "data_dir",
+        "host",
+        "port",
+        "read_only",
+        "ready_timeout",
+        "stop_timeout",
+        "log_level",
+        "dolt_bin",
+        "extra_args",
+        "max_connections",
+        "idle_timeout",
+        "initial_backoff",
+        "max_backoff",
+        "stable_after",
+        "max_failures",
+        "failure_window",
+        "interval",
+        "timeout",
+        "max_missed",
+        "max_size",
+        "keep",
+        "autostart",
+        "user",
+        "password",
+        "databases",
+        "db",
+        "file",
+        "table",
+        "format",
+        "prot",
+        "é",
+    ];
+    const VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "65536",
+        "3306",
+        "\"auto\"",
+        "\"100ms\"",
+        "\"0s\"",
+        "\"5m\"",
+        "\"lots\"",
+        "\"50MiB\"",
+        "\"\"",
+        "true",
+        "[]",
+        "[\"a\", 1]",
+        "{}",
+        "1.5",
+        "\"18446744073709551616s\"",
+        "\"9999999999999h\"",
+        "\"\\u00e9\"",
+        "1979-05-27",
+        "\"/\"",
+        "\"a\\nb\"",
+    ];
+
+    fn toml_like() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            prop::sample::select(SECTIONS).prop_map(str::to_string),
+            (prop::sample::select(KEYS), prop::sample::select(VALUES))
+                .prop_map(|(k, v)| format!("{k} = {v}")),
+            (prop::sample::select(KEYS), "[ -~]{0,12}").prop_map(|(k, v)| format!("{k} = {v}")),
+            "\\PC{0,20}",
+        ];
+        prop::collection::vec(line, 0..12).prop_map(|l| l.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            if let Ok(c) = Config::parse_str(&text, Path::new("/x/doltctl.toml")) {
+                let _ = c.validate();
+            } else if let Err(e) = Config::parse_str(&text, Path::new("/x/doltctl.toml")) {
+                let _ = e.to_string();
+            }
+        }
+
+        #[test]
+        fn toml_shaped_text_never_panics(text in toml_like()) {
+            match Config::parse_str(&text, Path::new("/x/doltctl.toml")) {
+                Ok(c) => {
+                    if let Err(e) = c.validate() {
+                        prop_assert!(!e.to_string().is_empty());
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}

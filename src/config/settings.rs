@@ -73,14 +73,16 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
-    /// Wait before the first restart after a crash; doubles after each failure up to
-    /// `max_backoff`. Default: 100ms.
+    /// Wait before a restart after a crash of a server that never became ready, or after the
+    /// second crash in a row (the first crash of a ready server relaunches at once); doubles
+    /// after each failure up to `max_backoff`. Default: 100ms.
     #[serde(deserialize_with = "de_duration")]
     pub initial_backoff: Duration,
     /// The longest wait between restarts. Default: 30s.
     #[serde(deserialize_with = "de_duration")]
     pub max_backoff: Duration,
-    /// A server that ran this long resets the backoff to `initial_backoff`. Default: 60s.
+    /// A server that ran this long ends a streak of quick crashes: its crash relaunches at
+    /// once and the backoff starts again at `initial_backoff`. Default: 60s.
     #[serde(deserialize_with = "de_duration")]
     pub stable_after: Duration,
     /// This many failures (crashes or failed starts) within `failure_window`: stop retrying,

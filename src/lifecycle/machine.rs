@@ -26,8 +26,11 @@
 //! | starting (launching)  | stop                         | stopped                                    | exit                |
 //!
 //! "backoff / failed": the failure is counted; after `max_failures` within `failure_window`
-//! the phase is `failed`, which still retries by itself every `max_backoff` (as Kubernetes'
-//! CrashLoopBackOff does): a port, a disk or a binary that comes back brings the server back.
+//! the phase is `failed`; otherwise backoff waits 0 for the first failure of a server that had
+//! been ready (a streak of quick failures ends when a server stays up `stable_after`), then
+//! `initial_backoff`, doubling up to `max_backoff`. `failed` still retries by itself every
+//! `max_backoff` (as Kubernetes' CrashLoopBackOff does): a port, a disk or a binary that comes
+//! back brings the server back.
 //! Nothing but a stop or an idle stop ends the supervisor.
 //!
 //! Everything else is refused ([`Refused`]); stopped and idle are final.
@@ -180,6 +183,11 @@ pub(crate) struct Machine {
     failures: VecDeque<Instant>,
     /// The next backoff wait.
     backoff: Duration,
+    /// Failures in a row since the supervisor started, a restart, or a server that stayed up
+    /// `stable_after`: the first of a streak, if its server had been ready, relaunches at once.
+    streak: u32,
+    /// Whether the current launch answered `SELECT 1` (set on ready, cleared on launch).
+    was_ready: bool,
     /// Unplanned exits and failed starts since the supervisor started.
     pub restarts: u32,
     /// The last failure, for `status`.
@@ -217,6 +225,8 @@ impl Machine {
         Machine {
             phase: ServerPhase::Starting(None),
             backoff: policy.initial_backoff,
+            streak: 0,
+            was_ready: false,
             policy,
             failures: VecDeque::new(),
             restarts: 0,
@@ -249,6 +259,7 @@ pub(crate) fn transition(
     let actions = match (&m.phase, event) {
         (P::Starting(None), E::Launched(launch)) => {
             m.launched_once = true;
+            m.was_ready = false;
             m.phase = P::Starting(Some(launch));
             vec![]
         }
@@ -275,6 +286,7 @@ pub(crate) fn transition(
             vec![Action::Exit]
         }
         (P::Starting(Some(launch)), E::Ready { at }) => {
+            m.was_ready = true;
             m.phase = P::Running {
                 launch: launch.clone(),
                 ready_at: at,
@@ -392,15 +404,25 @@ pub(crate) fn transition(
 fn forget_failures(m: &mut Machine) {
     m.failures.clear();
     m.backoff = m.policy.initial_backoff;
+    m.streak = 0;
 }
 
-/// A failed launch or a server that died: back off, or give up into `failed` after
-/// `max_failures` within `failure_window`. A server that ran at least `stable_after` resets the
-/// backoff first.
+/// A failed launch or a server that died: relaunch at once, back off, or give up into `failed`
+/// after `max_failures` within `failure_window`.
+///
+/// A server that ran at least `stable_after` ends the streak of quick failures (and resets the
+/// backoff). The first failure of a streak relaunches at once (`Wait(0)`) when its server had
+/// been ready: one crash of a working server is not a crash loop, and every millisecond of
+/// backoff is downtime. Later failures of the streak, and servers that never became ready,
+/// wait `initial_backoff`, doubling up to `max_backoff`.
 fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Vec<Action> {
     if ran.is_some_and(|r| r >= m.policy.stable_after) {
         m.backoff = m.policy.initial_backoff;
+        m.streak = 0;
     }
+    let at_once = m.streak == 0 && m.was_ready;
+    m.streak = m.streak.saturating_add(1);
+    m.was_ready = false;
     m.failures.push_back(now);
     while m
         .failures
@@ -423,6 +445,20 @@ fn fail(m: &mut Machine, why: String, ran: Option<Duration>, now: Instant) -> Ve
                 summary(&why)
             )),
             Action::Wait(retry),
+        ];
+    }
+    if at_once {
+        m.phase = ServerPhase::Backoff {
+            wait: Duration::ZERO,
+        };
+        return vec![
+            Action::Log(format!(
+                "server failed: {}; restarting now (it had been ready; the next failure \
+                 within {:?} backs off)",
+                summary(&why),
+                m.policy.stable_after
+            )),
+            Action::Wait(Duration::ZERO),
         ];
     }
     let wait = m.backoff;

@@ -298,8 +298,167 @@ fn a_server_that_stayed_up_resets_the_backoff() {
     )
     .unwrap();
     let later = t + Duration::from_secs(11);
+    // It stayed up: this crash starts a new streak, relaunched at once...
     let actions = m.step(Event::Exited("x".into()), later).unwrap();
-    assert!(actions.contains(&Action::Wait(Duration::from_millis(100))));
+    assert!(
+        actions.contains(&Action::Wait(Duration::ZERO)),
+        "{actions:?}"
+    );
+    // ...and the next quick crash waits initial_backoff again, not the 200 ms it had reached.
+    // (Past the first failure's window, so max_failures is not the point here.)
+    let quick = t + Duration::from_secs(62);
+    m.step(Event::BackoffElapsed, quick).unwrap();
+    m.step(Event::Launched(launch(quick)), quick).unwrap();
+    let actions = m.step(Event::Exited("x".into()), quick).unwrap();
+    assert!(
+        actions.contains(&Action::Wait(Duration::from_millis(100))),
+        "{actions:?}"
+    );
+}
+
+/// The waits of a sequence of launches: `true` = the server became ready before it exited.
+/// Every crash comes 1 s after its launch (well under `stable_after`).
+fn waits_of(ready: &[bool], max_failures: u32) -> (Vec<u128>, Machine) {
+    let t = Instant::now();
+    let mut m = Machine {
+        policy: RestartPolicy {
+            max_failures,
+            ..policy()
+        },
+        ..Machine::new(policy())
+    };
+    let mut waits = vec![];
+    for (i, r) in ready.iter().enumerate() {
+        let now = t + Duration::from_secs(2 * i as u64);
+        m.step(Event::Launched(launch(now)), now).unwrap();
+        let crash = now + Duration::from_secs(1);
+        if *r {
+            m.step(
+                Event::Ready {
+                    at: std::time::UNIX_EPOCH,
+                },
+                now,
+            )
+            .unwrap();
+        }
+        for a in m.step(Event::Exited("killed".into()), crash).unwrap() {
+            if let Action::Wait(d) = a {
+                waits.push(d.as_millis());
+            }
+        }
+        if matches!(m.phase, ServerPhase::Backoff { .. }) {
+            m.step(Event::BackoffElapsed, crash).unwrap();
+        }
+    }
+    (waits, m)
+}
+
+#[test]
+fn the_first_crash_of_a_ready_server_relaunches_at_once_then_backoff_grows() {
+    let (waits, m) = waits_of(&[true, true, true, true, true], 10);
+    assert_eq!(waits, vec![0, 100, 200, 400, 400]);
+    assert_eq!(m.restarts, 5);
+}
+
+#[test]
+fn the_at_once_relaunch_logs_why_and_stays_in_backoff_for_zero() {
+    let t = Instant::now();
+    let mut m = Machine::new(policy());
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(
+        Event::Ready {
+            at: std::time::UNIX_EPOCH,
+        },
+        t,
+    )
+    .unwrap();
+    let actions = m.step(Event::Exited("signal 9".into()), t).unwrap();
+    assert_eq!(
+        m.phase,
+        ServerPhase::Backoff {
+            wait: Duration::ZERO
+        }
+    );
+    assert!(
+        matches!(&actions[..], [Action::Log(l), Action::Wait(w)]
+            if l.contains("restarting now") && l.contains("signal 9") && w.is_zero()),
+        "{actions:?}"
+    );
+    assert_eq!(
+        m.step(Event::BackoffElapsed, t).unwrap(),
+        vec![Action::Launch]
+    );
+}
+
+#[test]
+fn a_server_that_never_became_ready_never_relaunches_at_once() {
+    let (waits, _) = waits_of(&[false, false, false], 10);
+    assert_eq!(waits, vec![100, 200, 400]);
+    // Ready only after a streak began: still the streak's backoff.
+    let (waits, _) = waits_of(&[false, true, true], 10);
+    assert_eq!(waits, vec![100, 200, 400]);
+}
+
+#[test]
+fn a_wedged_ready_server_is_replaced_at_once_the_first_time() {
+    let t = Instant::now();
+    let mut m = Machine::new(policy());
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(
+        Event::Ready {
+            at: std::time::UNIX_EPOCH,
+        },
+        t,
+    )
+    .unwrap();
+    m.step(Event::Wedged("no answer".into()), t).unwrap();
+    let actions = m.step(Event::ServerStopped, t).unwrap();
+    assert!(
+        actions.contains(&Action::Wait(Duration::ZERO)),
+        "{actions:?}"
+    );
+    // A server killed for never becoming ready backs off.
+    m.step(Event::BackoffElapsed, t).unwrap();
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(Event::NotReady("slow".into()), t).unwrap();
+    let actions = m.step(Event::ServerStopped, t).unwrap();
+    assert!(
+        actions.contains(&Action::Wait(Duration::from_millis(100))),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_crash_loop_of_ready_servers_still_ends_in_failed() {
+    let (waits, m) = waits_of(&[true, true, true], 3);
+    assert_eq!(m.phase, ServerPhase::Failed);
+    assert_eq!(
+        waits,
+        vec![0, 100, 400],
+        "the third is failed's max_backoff retry"
+    );
+}
+
+#[test]
+fn restart_ends_the_streak_so_the_next_ready_crash_relaunches_at_once() {
+    let t = Instant::now();
+    let (_, mut m) = waits_of(&[true, true], 10);
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(Event::Restart, t).unwrap();
+    m.step(Event::ServerStopped, t).unwrap();
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(
+        Event::Ready {
+            at: std::time::UNIX_EPOCH,
+        },
+        t,
+    )
+    .unwrap();
+    let actions = m.step(Event::Exited("x".into()), t).unwrap();
+    assert!(
+        actions.contains(&Action::Wait(Duration::ZERO)),
+        "{actions:?}"
+    );
 }
 
 #[test]

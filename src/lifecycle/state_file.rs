@@ -216,7 +216,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn sample() -> State {
+    pub(super) fn sample() -> State {
         State {
             phase: PhaseRecord::Running {
                 server: ProcessIdentity {
@@ -310,5 +310,65 @@ mod tests {
         assert!(State::read(&dir.path().join("nope.json"))
             .unwrap()
             .is_none());
+    }
+}
+
+/// Property tests: whatever bytes the state file holds (a torn write, another program's
+/// file), reading it returns a state or an error, never a panic.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just("\"phase\":".to_string()),
+            Just("\"running\"".to_string()),
+            Just("\"server\":{\"pid\":".to_string()),
+            Just("\"start_time\":".to_string()),
+            Just("\"cmdline\":[\"dolt\"]".to_string()),
+            Just(",".to_string()),
+            Just("-1".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("null".to_string()),
+            "[a-z_\"]{0,8}",
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|p| p.concat().into_bytes())
+    }
+
+    fn read_bytes(bytes: &[u8]) -> std::result::Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match State::read(&path) {
+            Ok(Some(s)) => {
+                let _ = (s.kind(), s.server(), s.started_at(), s.is_ready());
+            }
+            Ok(None) => prop_assert!(false, "the file exists"),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            read_bytes(&bytes)?;
+        }
+
+        #[test]
+        fn json_shaped_bytes_never_panic(bytes in json_like()) {
+            read_bytes(&bytes)?;
+        }
+
+        #[test]
+        fn a_written_state_truncated_anywhere_never_panics(cut in 0usize..2000) {
+            let full = serde_json::to_vec_pretty(&super::tests::sample()).unwrap();
+            read_bytes(&full[..cut.min(full.len())])?;
+        }
     }
 }
