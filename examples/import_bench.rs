@@ -11,7 +11,7 @@
 //! Every timing is the wall time of the whole operation (process start to exit for the CLIs);
 //! the server is already running where one is used. Medians over ROUNDS. The peak RSS of the
 //! `doltctl import rows.csv` process (its VmHWM, from `/usr/bin/time -f %M`) is printed too,
-//! the largest over the rounds.
+//! the largest over the rounds, and its CPU time (user, sys) each round.
 //!
 //! Environment: `IMPORT_BENCH_BATCH=N` passes `--batch N` to the CSV import;
 //! `IMPORT_BENCH_CSV_ONLY=1` skips the two INSERT-script loads (for 1,000,000-row runs, where
@@ -256,7 +256,7 @@ fn peak_rss_kib(sb: &Sandbox, doltctl: &Path, cfg: &Path, args: &[&str]) -> Opti
         return None;
     }
     let out = Command::new(time)
-        .args(["-f", "peak-rss-kib %M"])
+        .args(["-f", "cpu %U %S\npeak-rss-kib %M"])
         .arg(doltctl)
         .arg("--config")
         .arg(cfg)
@@ -266,6 +266,10 @@ fn peak_rss_kib(sb: &Sandbox, doltctl: &Path, cfg: &Path, args: &[&str]) -> Opti
         .expect("/usr/bin/time doltctl");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "doltctl {args:?}: {err}");
+    if let Some(c) = err.lines().find_map(|l| l.strip_prefix("cpu ")) {
+        // The server does the work: this shows how little of the wall time is doltctl's own.
+        println!("doltctl import rows.csv CPU user, sys:      {c} s");
+    }
     err.lines()
         .rev()
         .find_map(|l| l.strip_prefix("peak-rss-kib "))
