@@ -9,12 +9,18 @@
 //! - that script through `doltctl import insert.sql` (one transaction).
 //!
 //! Every timing is the wall time of the whole operation (process start to exit for the CLIs);
-//! the server is already running where one is used. Medians over ROUNDS.
+//! the server is already running where one is used. Medians over ROUNDS. The peak RSS of the
+//! `doltctl import rows.csv` process (its VmHWM, from `/usr/bin/time -f %M`) is printed too,
+//! the largest over the rounds, and its CPU time (user, sys) each round.
+//!
+//! Environment: `IMPORT_BENCH_BATCH=N` passes `--batch N` to the CSV import;
+//! `IMPORT_BENCH_CSV_ONLY=1` skips the two INSERT-script loads (for 1,000,000-row runs, where
+//! only the CSV import and the yardstick matter).
 //!
 //! Usage: import_bench DOLTCTL_BIN DOLT_BIN [ROUNDS] [ROWS]
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -59,48 +65,36 @@ fn main() {
     let mut dolts = Vec::new();
     let mut raw = Vec::new();
     let mut ours_sql = Vec::new();
+    let mut peak_kib = 0u64;
+    let batch = std::env::var("IMPORT_BENCH_BATCH").ok();
+    let csv_only = std::env::var("IMPORT_BENCH_CSV_ONLY").is_ok_and(|v| v == "1");
+    let csv_arg = csv_path.to_string_lossy().into_owned();
+    let mut csv_args = vec!["import", &csv_arg, "--db", "app", "--table", "t"];
+    if let Some(b) = &batch {
+        csv_args.extend(["--batch", b.as_str()]);
+    }
     sb.doltctl(&doltctl, &cfg, &["start"]);
     for _ in 0..rounds {
         reset(&rt, &url);
         let t = Instant::now();
-        sb.doltctl(
-            &doltctl,
-            &cfg,
-            &[
-                "import",
-                &csv_path.to_string_lossy(),
-                "--db",
-                "app",
-                "--table",
-                "t",
-            ],
-        );
+        let rss = peak_rss_kib(&sb, &doltctl, &cfg, &csv_args);
         ours.push(t.elapsed());
+        peak_kib = peak_kib.max(rss.unwrap_or(0));
         check(&rt, &url, n);
-
-        reset(&rt, &url);
-        let t = Instant::now();
-        rt.block_on(async {
-            let mut c = mysql_async::Conn::from_url(url.as_str())
-                .await
-                .expect("connect");
-            for s in &statements {
-                c.query_drop(s.as_str()).await.expect("insert");
-            }
-            c.disconnect().await.expect("disconnect");
-        });
-        raw.push(t.elapsed());
-        check(&rt, &url, n);
-
-        reset(&rt, &url);
-        let t = Instant::now();
-        sb.doltctl(
-            &doltctl,
-            &cfg,
-            &["import", &sql_path.to_string_lossy(), "--db", "app"],
-        );
-        ours_sql.push(t.elapsed());
-        check(&rt, &url, n);
+        if !csv_only {
+            load_scripts(
+                &rt,
+                &sb,
+                &doltctl,
+                &cfg,
+                &url,
+                &statements,
+                &sql_path,
+                n,
+                &mut raw,
+                &mut ours_sql,
+            );
+        }
 
         // Dolt's own bulk import needs the database to itself.
         reset(&rt, &url);
@@ -125,12 +119,7 @@ fn main() {
     sb.doltctl(&doltctl, &cfg, &["stop"]);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let (o, d, r, s) = (
-        median(&ours),
-        median(&dolts),
-        median(&raw),
-        median(&ours_sql),
-    );
+    let (o, d) = (median(&ours), median(&dolts));
     println!(
         "rows: {n} ({:.1} MB CSV), rounds: {rounds}, medians",
         csv.len() as f64 / 1e6
@@ -142,12 +131,21 @@ fn main() {
         list(&ours)
     );
     println!(
+        "doltctl import rows.csv peak RSS:            {:>8.1} MiB (max over rounds){}",
+        peak_kib as f64 / 1024.0,
+        batch.map(|b| format!(", --batch {b}")).unwrap_or_default()
+    );
+    println!(
         "dolt table import -u (server stopped):       {:>8.0} rows/s  {:.2} s  (all: {})  doltctl/dolt {:.2}x",
         rate(d),
         d.as_secs_f64(),
         list(&dolts),
         rate(o) / rate(d)
     );
+    if csv_only {
+        return;
+    }
+    let (r, s) = (median(&raw), median(&ours_sql));
     println!(
         "multi-row INSERT script, raw connection:     {:>8.0} rows/s  {:.2} s  (all: {})  doltctl/raw {:.2}x",
         rate(r),
@@ -210,6 +208,72 @@ fn generate(n: usize) -> (String, String) {
     }
     sql.push_str(";\n");
     (csv, sql)
+}
+
+/// The INSERT script over a raw connection, then through `doltctl import insert.sql`.
+#[allow(clippy::too_many_arguments)]
+fn load_scripts(
+    rt: &tokio::runtime::Runtime,
+    sb: &Sandbox,
+    doltctl: &Path,
+    cfg: &Path,
+    url: &str,
+    statements: &[String],
+    sql_path: &Path,
+    n: usize,
+    raw: &mut Vec<Duration>,
+    ours_sql: &mut Vec<Duration>,
+) {
+    reset(rt, url);
+    let t = Instant::now();
+    rt.block_on(async {
+        let mut c = mysql_async::Conn::from_url(url).await.expect("connect");
+        for s in statements {
+            c.query_drop(s.as_str()).await.expect("insert");
+        }
+        c.disconnect().await.expect("disconnect");
+    });
+    raw.push(t.elapsed());
+    check(rt, url, n);
+
+    reset(rt, url);
+    let t = Instant::now();
+    sb.doltctl(
+        doltctl,
+        cfg,
+        &["import", &sql_path.to_string_lossy(), "--db", "app"],
+    );
+    ours_sql.push(t.elapsed());
+    check(rt, url, n);
+}
+
+/// Runs `doltctl --config CFG ARGS...` under `/usr/bin/time -f %M`, asserts it succeeded and
+/// returns its peak RSS in KiB (`None` without /usr/bin/time, when it runs doltctl directly).
+fn peak_rss_kib(sb: &Sandbox, doltctl: &Path, cfg: &Path, args: &[&str]) -> Option<u64> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        sb.doltctl(doltctl, cfg, args);
+        return None;
+    }
+    let out = Command::new(time)
+        .args(["-f", "cpu %U %S\npeak-rss-kib %M"])
+        .arg(doltctl)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .envs(sb.env.iter().cloned())
+        .output()
+        .expect("/usr/bin/time doltctl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "doltctl {args:?}: {err}");
+    if let Some(c) = err.lines().find_map(|l| l.strip_prefix("cpu ")) {
+        // The server does the work: this shows how little of the wall time is doltctl's own.
+        println!("doltctl import rows.csv CPU user, sys:      {c} s");
+    }
+    err.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn reset(rt: &tokio::runtime::Runtime, url: &str) {
