@@ -44,8 +44,10 @@ use crate::error::{Error, IoContext, Result};
 
 /// Rows per INSERT unless told otherwise.
 pub const DEFAULT_BATCH: usize = 1000;
-/// MySQL's limit on placeholders in one prepared statement.
-const MAX_PLACEHOLDERS: usize = 65_535;
+/// Placeholders in one prepared statement. MySQL's limit is 65,535, but Dolt 2.2.0 closes the
+/// connection on statements just below it (65,532 placeholders was seen to fail, 60,000 to
+/// work), and a closed connection is retried as transient: stay well clear.
+const MAX_PLACEHOLDERS: usize = 60_000;
 /// A batch is sent early once its values reach this size, so large text values do not make
 /// one enormous packet.
 const MAX_BATCH_BYTES: usize = 16 << 20;
