@@ -2,6 +2,11 @@
 //! a config, doltctl invocations and the statistics they print.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)] // each test binary uses a part of the harness
+pub use ports::{free_port, port_reservations};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -67,53 +72,6 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// A free port for a server, from 10000-19999: below the kernel's ephemeral range (32768+),
-/// where outgoing connections could take it, and below doltctl's `auto` range (20000-29999).
-///
-/// The same scheme as `free_port` in tests/common (examples cannot import it): each port is
-/// reserved by an flock on `$TMPDIR/doltctl-test-ports-UID/PORT`, held until this process
-/// exits, and only then checked free by binding it. So no concurrent test or measurement takes
-/// it between this check and the server's bind, which binding port 0 and releasing it allowed.
-pub fn free_port() -> u16 {
-    use nix::fcntl::{Flock, FlockArg};
-    use std::sync::Mutex;
-    static HELD: Mutex<Vec<Flock<std::fs::File>>> = Mutex::new(Vec::new());
-    let dir = port_reservations();
-    std::fs::create_dir_all(&dir).expect("port reservations dir");
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    // Start somewhere else in each process, so concurrent processes rarely probe one port.
-    let start = std::process::id().wrapping_mul(7919) as usize;
-    for k in 0..10_000 {
-        let port = 10_000 + ((start + k) % 10_000) as u16;
-        let path = dir.join(port.to_string());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .expect("port reservation file");
-        // A port this process holds conflicts too: flock locks belong to the open file.
-        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-            Err((_, e)) => panic!("flock {}: {e}", path.display()),
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            held.push(lock);
-            return port;
-        }
-    }
-    panic!(
-        "no free port left in 10000-19999 (reservations in {})",
-        dir.display()
-    );
-}
-
-/// The directory of [`free_port`]'s per-port lock files, shared with the tests.
-pub fn port_reservations() -> PathBuf {
-    std::env::temp_dir().join(format!("doltctl-test-ports-{}", nix::unistd::getuid()))
 }
 
 pub fn ms(d: Duration) -> f64 {
