@@ -187,6 +187,8 @@ struct Settings {
     stop_timeout: Duration,
     idle_timeout: Duration,
     health: HealthConfig,
+    /// How long a removed data dir may stay away before the supervisor gives up on it.
+    data_dir_grace: Duration,
 }
 
 /// The supervisor loop over a launcher (dolt, or a fake in tests).
@@ -214,6 +216,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     data_dir_ino: Option<u64>,
     /// The state could not be written last time: try again on the next maintenance tick.
     unwritten: bool,
+    /// Since when the data dir has been missing.
+    data_dir_missing_since: Option<Instant>,
     /// The latest state, for the control socket.
     state_tx: watch::Sender<Option<State>>,
 }
@@ -249,6 +253,7 @@ impl<L: Launcher> Supervisor<L> {
                 stop_timeout: cfg.server.stop_timeout,
                 idle_timeout: cfg.server.idle_timeout,
                 health: cfg.health.clone(),
+                data_dir_grace: cfg.restart.failure_window,
             },
             instance,
             log,
@@ -263,6 +268,7 @@ impl<L: Launcher> Supervisor<L> {
             lock: None,
             data_dir_ino: None,
             unwritten: false,
+            data_dir_missing_since: None,
             state_tx: watch::channel(None).0,
         }
     }
@@ -423,8 +429,22 @@ impl<L: Launcher> Supervisor<L> {
             self.log.event(&why);
             return Some(Event::Lost(why));
         }
-        // With no data dir there is nothing to put back; the next launch reports it.
-        ino?;
+        // With no data dir there is nothing to put back; the next launch reports it. One that
+        // stays away (a deleted project or temp dir) is given up on after `failure_window`,
+        // so forgotten supervisors do not pile up; a stop ends the supervisor.
+        if ino.is_none() {
+            let since = *self.data_dir_missing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.settings.data_dir_grace {
+                self.log.event(&format!(
+                    "data dir {} has been gone for {:?}; the supervisor exits",
+                    data_dir.display(),
+                    since.elapsed()
+                ));
+                return Some(Event::Stop);
+            }
+            return None;
+        }
+        self.data_dir_missing_since = None;
         if self.lock.is_some() && !self.lock_is_in_place() {
             self.restore_runtime_files();
         }

@@ -537,3 +537,18 @@ async fn a_removed_data_dir_stops_the_fake_child_with_a_clear_error() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn a_data_dir_that_stays_away_ends_the_supervisor_after_failure_window() {
+    let script = Script::default();
+    script.fail_launch.store(true, Ordering::SeqCst);
+    let mut h = start(script, |c| {
+        c.restart.failure_window = Duration::from_millis(300);
+    });
+    h.wait_for("backoff or failed", |s| {
+        matches!(s.kind(), Phase::Backoff | Phase::Failed)
+    })
+    .await;
+    std::fs::remove_dir_all(h.dir.path()).unwrap();
+    assert_eq!(h.finished().await, Phase::Stopped);
+}
