@@ -173,14 +173,7 @@ pub struct StartOptions {
 /// A config that asks for a read-only server (`[server] read_only`) is refused when a writable
 /// server already runs for the data dir: handing it that server would let the caller write.
 pub async fn start_with(cfg: &Config, opts: &StartOptions) -> Result<State> {
-    let state = ensure_running(cfg, opts).await?;
-    if cfg.server.read_only && !state.read_only {
-        return Err(Error::WritableServerRunning {
-            data_dir: state.data_dir.clone(),
-            url: state.url.clone().unwrap_or_default(),
-        });
-    }
-    Ok(state)
+    refuse_writable_for_read_only(cfg, ensure_running(cfg, opts).await?)
 }
 
 /// [`start_with`] for a caller that holds the start lock already (`doltctl exclusive`): the
@@ -190,7 +183,11 @@ pub(crate) async fn start_locked(
     opts: &StartOptions,
     lock: Option<StartLock>,
 ) -> Result<State> {
-    let state = ensure_running_with(cfg, opts, lock).await?;
+    refuse_writable_for_read_only(cfg, ensure_running_with(cfg, opts, lock).await?)
+}
+
+/// A config that asks for a read-only server gets no writable one.
+fn refuse_writable_for_read_only(cfg: &Config, state: State) -> Result<State> {
     if cfg.server.read_only && !state.read_only {
         return Err(Error::WritableServerRunning {
             data_dir: state.data_dir.clone(),

@@ -314,35 +314,23 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     /// A failure on a full disk says so, with what brings the server back.
-    fn annotate(&self, event: Event) -> Event {
-        let full = || crate::server::disk::full_disk(self.instance.data_dir());
-        // Right after the first line, before any log excerpt the message carries.
-        let with = |why: String, reason: String| {
-            let (first, rest) = why.split_once('\n').unwrap_or((&why, ""));
+    fn annotate(&self, mut event: Event) -> Event {
+        let why = match &mut event {
+            Event::Exited(why) | Event::NotReady(why) | Event::LaunchFailed { error: why, .. } => {
+                why
+            }
+            _ => return event,
+        };
+        if let Some(reason) = crate::server::disk::full_disk(self.instance.data_dir()) {
+            // Right after the first line, before any log excerpt the message carries.
+            let (first, rest) = why.split_once('\n').unwrap_or((why.as_str(), ""));
             let sep = if rest.is_empty() { "" } else { "\n" };
-            format!(
+            *why = format!(
                 "{first}; {reason}: free space there and the supervisor starts dolt again by \
                  itself{sep}{rest}"
-            )
-        };
-        match event {
-            Event::Exited(why) => match full() {
-                Some(r) => Event::Exited(with(why, r)),
-                None => Event::Exited(why),
-            },
-            Event::NotReady(why) => match full() {
-                Some(r) => Event::NotReady(with(why, r)),
-                None => Event::NotReady(why),
-            },
-            Event::LaunchFailed { error, fatal } => match full() {
-                Some(r) => Event::LaunchFailed {
-                    error: with(error, r),
-                    fatal,
-                },
-                None => Event::LaunchFailed { error, fatal },
-            },
-            other => other,
+            );
         }
+        event
     }
 
     /// Feeds one event to the machine and writes the state file; returns the actions.
