@@ -13,20 +13,6 @@ use doltctl::Client;
 use mysql_async::prelude::Queryable;
 use nix::sys::signal::Signal;
 
-fn use_built_doltctl() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("DOLTCTL_BIN", assert_cmd::cargo::cargo_bin("doltctl"));
-        std::env::set_var("DOLT_DISABLE_EVENT_FLUSH", "1");
-    });
-}
-
-fn config_of(env: &TestEnv) -> doltctl::Config {
-    let mut cfg = doltctl::Config::load(&env.config).unwrap();
-    cfg.server.dolt_bin = dolt_bin().to_string_lossy().into_owned();
-    cfg
-}
-
 /// One query as a client saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -54,6 +40,7 @@ fn client_thread(
     way: Way,
     t0: Instant,
     stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<Vec<Seen>> {
     std::thread::spawn(move || {
         block_on(async move {
@@ -93,6 +80,9 @@ fn client_thread(
                         Err(e) => Err(e.to_string()),
                     },
                 };
+                if result.is_ok() {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
                 seen.push(Seen {
                     at: start.duration_since(t0),
                     took: start.elapsed(),
@@ -190,12 +180,24 @@ fn dolt_import_and_gc_run_exclusively_while_clients_keep_querying() {
             }
         })
     };
-    let cfg = config_of(&env);
+    let cfg = env.library_config();
+    let answered = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = [Way::Execute, Way::WithRetry, Way::Pool]
         .into_iter()
-        .map(|w| (w, client_thread(cfg.clone(), w, t0, stop.clone())))
+        .map(|w| {
+            let c = client_thread(cfg.clone(), w, t0, stop.clone(), answered.clone());
+            (w, c)
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // The clients answer before, between and after the exclusive runs: 15 more answers each
+    // time (about 5 per client).
+    let answers_grow = |what: &str| {
+        let from = answered.load(Ordering::SeqCst);
+        wait_until(what, Duration::from_secs(60), || {
+            answered.load(Ordering::SeqCst) >= from + 15
+        });
+    };
+    answers_grow("answers before the import");
 
     let first = env.server();
     let run = |args: &[&str]| {
@@ -237,11 +239,11 @@ fn dolt_import_and_gc_run_exclusively_while_clients_keep_querying() {
         second.pid, first.pid,
         "the server was stopped and started again"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    answers_grow("answers after the import");
     let gc = run(&["exclusive", "-d", "app", "--", "dolt", "gc"]);
     let third = env.server();
     assert_ne!(third.pid, second.pid);
-    std::thread::sleep(Duration::from_millis(500));
+    answers_grow("answers after the gc");
     stop.store(true, Ordering::SeqCst);
     monitor.join().unwrap();
     let seen: Vec<(Way, Vec<Seen>)> = clients
@@ -321,7 +323,7 @@ fn clients_are_told_who_paused_the_server_and_exit_codes_pass_through() {
         ex.id()
     );
     let t = Instant::now();
-    let e = block_on(Client::from_config(config_of(&env)).execute(&["SELECT 1".into()]))
+    let e = block_on(Client::from_config(env.library_config()).execute(&["SELECT 1".into()]))
         .unwrap_err()
         .to_string();
     let waited = t.elapsed();

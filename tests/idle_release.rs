@@ -10,21 +10,6 @@ use common::*;
 use doltctl::{Client, Phase};
 use mysql_async::prelude::Queryable;
 
-fn use_built_doltctl() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("DOLTCTL_BIN", assert_cmd::cargo::cargo_bin("doltctl"));
-        std::env::set_var("DOLT_DISABLE_EVENT_FLUSH", "1");
-    });
-}
-
-/// The test env's config, with the test's dolt.
-fn config_of(env: &TestEnv) -> doltctl::Config {
-    let mut cfg = doltctl::Config::load(&env.config).unwrap();
-    cfg.server.dolt_bin = dolt_bin().to_string_lossy().into_owned();
-    cfg
-}
-
 /// Waits (async) until `cond` holds; panics after `timeout` naming `what`.
 async fn until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
@@ -61,7 +46,7 @@ fn an_idle_pool_lets_the_server_idle_out_and_its_next_query_wakes_it() {
     let env = TestEnv::with_config(
         "[client]\nautostart_idle_timeout = \"2s\"\npool_idle_timeout = \"1s\"\n",
     );
-    let cfg = config_of(&env);
+    let cfg = env.library_config();
     block_on(async {
         let t0 = Instant::now();
         let client = Client::from_config(cfg.clone());
@@ -155,7 +140,10 @@ fn a_zero_pool_idle_timeout_keeps_no_idle_connection() {
     env.start();
     let port = env.state().unwrap().port;
     block_on(async {
-        let pool = Client::from_config(config_of(&env)).pool().await.unwrap();
+        let pool = Client::from_config(env.library_config())
+            .pool()
+            .await
+            .unwrap();
         let mut c = pool.get_conn().await.unwrap();
         let one: Option<i64> = c.query_first("SELECT 1").await.unwrap();
         assert_eq!(one, Some(1));
@@ -177,7 +165,7 @@ fn a_pool_follows_the_server_to_a_new_port() {
     use_built_doltctl();
     let env = TestEnv::new();
     env.start();
-    let cfg = config_of(&env);
+    let cfg = env.library_config();
     block_on(async {
         let pool = Client::from_config(cfg).pool().await.unwrap();
         let old_port = env.state().unwrap().port;
@@ -212,7 +200,7 @@ fn execute_closes_its_connection_on_errors_too() {
     env.start();
     let port = env.state().unwrap().port;
     block_on(async {
-        let client = Client::from_config(config_of(&env));
+        let client = Client::from_config(env.library_config());
         client.execute(&["SELECT 1".into()]).await.unwrap();
         assert_eq!(my_connections(port), 0);
         let e = client

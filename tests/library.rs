@@ -10,13 +10,6 @@ use common::*;
 use doltctl::{ProcessIdentity, TestServer};
 use mysql_async::prelude::Queryable;
 
-/// The library runs supervisors with the doltctl binary; a test binary is not doltctl. Every
-/// test of this binary wants the same one, so setting it process-wide races with nothing.
-fn use_built_doltctl() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::env::set_var("DOLTCTL_BIN", assert_cmd::cargo::cargo_bin("doltctl")));
-}
-
 /// The supervisor and server a test server runs, as its state file names them.
 fn processes_of(server: &TestServer) -> Vec<ProcessIdentity> {
     let st = doltctl::control::status(server.config()).unwrap();
@@ -50,9 +43,7 @@ fn environ_var(pid: i32, key: &str) -> Option<String> {
 #[test]
 fn library_client_autostarts_and_connects() {
     let env = TestEnv::new();
-    let cfg = doltctl::Config::load(&env.config).unwrap();
-    let mut cfg = cfg;
-    cfg.server.dolt_bin = dolt_bin().to_string_lossy().into_owned();
+    let cfg = env.library_config();
     use_built_doltctl();
     // The server a client auto-starts inherits this process's environment. The other tests of
     // this binary give theirs a dolt root explicitly, so this one may set it process-wide.

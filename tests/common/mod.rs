@@ -31,6 +31,17 @@ pub fn dolt_bin() -> PathBuf {
         .expect("dolt is not installed: run scripts/install-dolt.sh (or scripts/test, which does)")
 }
 
+/// For tests that start servers through the library: the library runs supervisors with the
+/// doltctl binary, and a test binary is not doltctl. Every test of a binary wants the same one,
+/// so setting it process-wide (once) races with nothing.
+pub fn use_built_doltctl() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("DOLTCTL_BIN", assert_cmd::cargo::cargo_bin("doltctl"));
+        std::env::set_var("DOLT_DISABLE_EVENT_FLUSH", "1");
+    });
+}
+
 /// Polls `cond` until it holds or `timeout` passes.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -58,6 +69,13 @@ impl TestEnv {
     }
 
     /// A test env whose config has `extra` appended (TOML).
+    /// The test's config as the library loads it, with the test's dolt.
+    pub fn library_config(&self) -> doltctl::Config {
+        let mut cfg = doltctl::Config::load(&self.config).unwrap();
+        cfg.server.dolt_bin = dolt_bin().to_string_lossy().into_owned();
+        cfg
+    }
+
     /// True while nothing was created in the data dir (it starts out empty, as `init` leaves it).
     pub fn data_dir_is_empty(&self) -> bool {
         std::fs::read_dir(&self.data_dir).is_ok_and(|mut d| d.next().is_none())
