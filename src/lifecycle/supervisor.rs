@@ -218,6 +218,9 @@ pub(crate) struct Supervisor<L: Launcher> {
     unwritten: bool,
     /// Since when the data dir has been missing.
     data_dir_missing_since: Option<Instant>,
+    /// The disk filled while this server ran (why, for `status`): dolt may keep running with
+    /// every write failing, even after space returns, so it is restarted once there is room.
+    disk_full: Option<String>,
     /// The latest state, for the control socket.
     state_tx: watch::Sender<Option<State>>,
 }
@@ -269,6 +272,7 @@ impl<L: Launcher> Supervisor<L> {
             data_dir_ino: None,
             unwritten: false,
             data_dir_missing_since: None,
+            disk_full: None,
             state_tx: watch::channel(None).0,
         }
     }
@@ -373,7 +377,7 @@ impl<L: Launcher> Supervisor<L> {
             ServerPhase::Idle => PhaseRecord::Idle,
         };
         self.record.restarts = m.restarts;
-        self.record.last_error = m.last_error.clone();
+        self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         self.state_tx.send_replace(Some(self.record.clone()));
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
@@ -402,6 +406,9 @@ impl<L: Launcher> Supervisor<L> {
     /// be written, and reports a data dir that is gone.
     fn maintain(&mut self) -> Option<Event> {
         self.log.retry_now();
+        if let Some(e) = self.watch_disk() {
+            return Some(e);
+        }
         let data_dir = self.instance.data_dir().to_path_buf();
         let ino = std::fs::metadata(&data_dir)
             .ok()
@@ -440,6 +447,39 @@ impl<L: Launcher> Supervisor<L> {
             self.publish();
         }
         None
+    }
+
+    /// While a server runs: notes a full disk (status says so; dolt may answer reads while every
+    /// write fails) and restarts the server once there is room again, so its writes work.
+    fn watch_disk(&mut self) -> Option<Event> {
+        if self.machine.phase.server().is_none() {
+            self.disk_full = None;
+            return None;
+        }
+        match (
+            crate::server::disk::full_disk(self.instance.data_dir()),
+            &self.disk_full,
+        ) {
+            (Some(reason), None) => {
+                let why = format!(
+                    "{reason}: dolt's writes fail; free space there and the supervisor restarts \
+                     dolt by itself"
+                );
+                self.log.event(&why);
+                self.disk_full = Some(why);
+                self.publish();
+                None
+            }
+            (None, Some(_)) => {
+                self.disk_full = None;
+                let why = "the disk was full while dolt ran; restarting it now that there is \
+                           room, so its writes work again"
+                    .to_string();
+                self.log.event(&why);
+                Some(Event::Lost(why))
+            }
+            _ => None,
+        }
     }
 
     /// True while our locked `supervisor.lock` is still the file at its path.

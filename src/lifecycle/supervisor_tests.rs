@@ -165,6 +165,8 @@ impl Launcher for FakeLauncher {
 /// are also killed by pid.
 struct Harness {
     dir: tempfile::TempDir,
+    /// The data dir: `dir`, or one the test chose.
+    data_dir: std::path::PathBuf,
     script: Arc<Script>,
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<Phase>,
@@ -203,10 +205,20 @@ fn test_config(dir: &std::path::Path) -> Config {
 }
 
 fn start(script: Script, tweak: impl FnOnce(&mut Config)) -> Harness {
+    start_in(None, script, tweak)
+}
+
+/// [`start`] with the data dir at `data` (kept by the caller) instead of a temp dir.
+fn start_in(
+    data: Option<&std::path::Path>,
+    script: Script,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cfg = test_config(dir.path());
+    let data_dir = data.unwrap_or(dir.path()).to_path_buf();
+    let mut cfg = test_config(&data_dir);
     tweak(&mut cfg);
-    let instance = Instance::new(dir.path());
+    let instance = Instance::new(&data_dir);
     instance.ensure_dirs().expect("runtime dir");
     let log = Arc::new(ServerLog::open(&instance.server_log(), 1 << 20, 1).expect("server log"));
     let script = Arc::new(script);
@@ -218,6 +230,7 @@ fn start(script: Script, tweak: impl FnOnce(&mut Config)) -> Harness {
     let task = tokio::spawn(async move { sup.drive().await });
     Harness {
         dir,
+        data_dir,
         script,
         commands: tx,
         task,
@@ -232,7 +245,7 @@ impl Harness {
     }
 
     fn state(&self) -> Option<State> {
-        State::read(&Instance::new(self.dir.path()).state_file())
+        State::read(&Instance::new(&self.data_dir).state_file())
             .ok()
             .flatten()
     }
@@ -551,4 +564,48 @@ async fn a_data_dir_that_stays_away_ends_the_supervisor_after_failure_window() {
     .await;
     std::fs::remove_dir_all(h.dir.path()).unwrap();
     assert_eq!(h.finished().await, Phase::Stopped);
+}
+
+/// A real full disk (root only: a 2 MiB tmpfs; as anyone else it says so on stderr): a server
+/// that keeps running while its writes fail is reported, then restarted once there is room.
+#[tokio::test]
+async fn a_disk_that_fills_under_a_running_fake_child_is_reported_and_it_restarts_after() {
+    let Some(fs) = crate::server::disk::TinyTmpfs::mount() else {
+        return;
+    };
+    let data = fs.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let h = start_in(Some(&data), Script::default(), |_| {});
+    let first = h.running().await;
+    fs.fill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = h.live().expect("published");
+        if s.last_error.as_deref().unwrap_or("").contains("is full") {
+            assert_eq!(
+                s.kind(),
+                Phase::Running,
+                "reads still work: not restarted yet"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full disk was not reported: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fs.unfill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = h.live().expect("published");
+        if s.kind() == Phase::Running && s.server().is_some_and(|p| p.pid != first.pid) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not restarted after the disk had room: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
