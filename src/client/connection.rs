@@ -73,13 +73,13 @@ impl ConnectionInfo {
 
     /// `mysql_async` connection options for this address (TCP, never the socket).
     pub fn opts(&self) -> OptsBuilder {
-        OptsBuilder::default()
+        let opts = OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass((!self.password.is_empty()).then(|| self.password.clone()))
-            .db_name(self.database.clone())
-            .prefer_socket(false)
+            .db_name(self.database.clone());
+        crate::server::health::with_known_settings(opts)
     }
 }
 

@@ -106,6 +106,11 @@ impl Instance {
     pub fn dolt_bin_record(&self) -> PathBuf {
         self.runtime_dir.join("dolt-bin")
     }
+    /// What `dolt version` said for the binary recorded in it, so a start runs no second dolt
+    /// process beside the server while the binary stays the same file.
+    pub fn dolt_version_record(&self) -> PathBuf {
+        self.runtime_dir.join("dolt-version")
+    }
 
     /// Checks that the data dir exists and is a directory, then creates the runtime dir (0700).
     /// For commands that start things (`start`, `run`, auto-start); they never create the

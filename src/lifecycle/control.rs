@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
+use crate::lifecycle::control_socket::Watcher;
 pub use crate::lifecycle::exclusive;
 use crate::lifecycle::start_lock::{lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
@@ -444,6 +445,7 @@ async fn wait_ready(
     timeout: Duration,
 ) -> Result<Option<State>> {
     let deadline = Instant::now() + timeout;
+    let mut watcher: Option<Watcher> = None;
     loop {
         let st = status_for_start(cfg)?;
         let fresh = st
@@ -508,7 +510,21 @@ async fn wait_ready(
                 log_tail: tail,
             });
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Woken by the supervisor's next state rather than polling; still looking at the
+        // child and the deadline every 250 ms.
+        let left = deadline.saturating_duration_since(Instant::now());
+        match watcher.as_mut() {
+            Some(w) => {
+                match tokio::time::timeout(left.min(Duration::from_millis(250)), w.next()).await {
+                    Ok(Some(_)) | Err(_) => {}
+                    Ok(None) => watcher = None,
+                }
+            }
+            None => {
+                tokio::time::sleep(left.min(Duration::from_millis(10))).await;
+                watcher = Watcher::connect(instance).await;
+            }
+        }
     }
 }
 

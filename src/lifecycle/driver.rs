@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::server::dolt::{self, DoltChild, LaunchSpec};
 use crate::server::health::{self, Prober};
 use crate::server::log::ServerLog;
+use crate::server::version::{self, BinaryFile};
 use crate::server::{port, preflight};
 use crate::sys::process::ProcessIdentity;
 
@@ -82,9 +83,10 @@ pub(crate) struct DoltLauncher {
     cfg: Config,
     instance: Instance,
     log: Arc<ServerLog>,
-    /// The binary of the last launch (path, inode, mtime).
-    bin: Option<(PathBuf, u64, i64)>,
-    version_task: Option<tokio::task::JoinHandle<Result<String>>>,
+    /// The binary of the last launch.
+    bin: Option<BinaryFile>,
+    /// What `dolt version` said for it, once known.
+    version: Option<String>,
 }
 
 impl DoltLauncher {
@@ -94,7 +96,7 @@ impl DoltLauncher {
             instance,
             log,
             bin: None,
-            version_task: None,
+            version: None,
         }
     }
 
@@ -103,7 +105,7 @@ impl DoltLauncher {
     /// one is a clear error that names every place searched.
     fn binary(&mut self) -> Result<PathBuf> {
         let b = dolt::resolve_binary(&self.cfg)?;
-        let id = binary_identity(&b);
+        let id = BinaryFile::of(&b);
         if self.bin.as_ref() == Some(&id) {
             return Ok(b);
         }
@@ -115,25 +117,10 @@ impl DoltLauncher {
         }
         // Before any dolt command: dolt creates the root's global config itself.
         dolt::prepare_dolt_root(&self.instance)?;
-        // `dolt version` only informs the state file: run it beside the launch, off the path
-        // to readiness.
-        let env = dolt::dolt_env(&self.instance);
-        let vb = b.clone();
-        self.version_task = Some(tokio::spawn(async move { dolt::version(&vb, &env).await }));
+        self.version = version::remembered(&self.instance, &id);
         self.bin = Some(id);
         Ok(b)
     }
-}
-
-/// A binary as a file: path, inode and modification time, so a replaced file is noticed.
-fn binary_identity(path: &std::path::Path) -> (PathBuf, u64, i64) {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok();
-    (
-        path.to_path_buf(),
-        m.as_ref().map_or(0, |m| m.ino()),
-        m.as_ref().map_or(0, |m| m.mtime()),
-    )
 }
 
 impl Launcher for DoltLauncher {
@@ -179,18 +166,22 @@ impl Launcher for DoltLauncher {
     }
 
     async fn version(&mut self) -> Option<String> {
-        let task = self.version_task.take()?;
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(v))) => Some(v),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!("{e}");
-                None
-            }
-            _ => {
-                tracing::warn!("`dolt version` did not answer; version not recorded");
-                None
+        if self.version.is_none() {
+            // Asked after readiness, so it never competes with the server's start; at most
+            // once per binary file.
+            let bin = self.bin.clone()?;
+            let env = dolt::dolt_env(&self.instance);
+            match tokio::time::timeout(Duration::from_secs(5), dolt::version(&bin.path, &env)).await
+            {
+                Ok(Ok(v)) => {
+                    version::remember(&self.instance, &bin, &v);
+                    self.version = Some(v);
+                }
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Err(_) => tracing::warn!("`dolt version` did not answer; version not recorded"),
             }
         }
+        self.version.clone()
     }
 }
 

@@ -640,9 +640,10 @@ impl<L: Launcher> Supervisor<L> {
                 };
                 return Event::NotReady(e.to_string());
             }
-            // Fine-grained polling: refused connections come back at once.
+            // Fine-grained polling (as fine as the yardstick's): refused connections come
+            // back at once and cost next to nothing.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
                 _ = child.wait() => {}
             }
         }
@@ -653,9 +654,6 @@ impl<L: Launcher> Supervisor<L> {
             self.record.port,
             started.elapsed().as_millis()
         ));
-        if let Some(v) = self.launcher.version().await {
-            self.record.dolt_version = Some(v);
-        }
         Event::Ready {
             at: SystemTime::now(),
         }
@@ -668,6 +666,14 @@ impl<L: Launcher> Supervisor<L> {
         let idle_timeout = self.settings.idle_timeout;
         let mut missed = 0u32;
         let mut last_client = Instant::now();
+        // Known from an earlier start of the same binary, or asked now: after readiness has
+        // been published, so it never delays it.
+        if let Some(v) = self.launcher.version().await {
+            if self.record.dolt_version.as_ref() != Some(&v) {
+                self.record.dolt_version = Some(v);
+                self.publish();
+            }
+        }
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

@@ -8,3 +8,4 @@ pub(crate) mod health;
 pub(crate) mod log;
 pub(crate) mod port;
 pub(crate) mod preflight;
+pub(crate) mod version;

@@ -1,181 +1,20 @@
-//! Reliability checks against real dolt (run through `scripts/chaos [ROUNDS]`). Each scenario
-//! prints one line of figures and fails (exit 1) when an invariant breaks:
-//! - kill -9 of dolt under concurrent writers: every crash healed, every acknowledged row
-//!   present afterwards, never two servers on the data dir;
-//! - kill -9 of the supervisor while clients arrive with auto-start: never two servers or two
-//!   supervisors, every row a client saw committed present;
-//! - SIGSTOP of dolt: wedged and replaced within `interval x max_missed + timeout` plus a start.
-//!
-//! A client whose own auto-start launched the supervisor that is killed fails with "supervisor
-//! ... exited during start (killed by SIGKILL)"; it committed nothing, so it is counted, not
-//! an invariant. `CHAOS_VERBOSE=1` prints each failed client's error.
-//!
-//! Usage: chaos DOLTCTL_BIN DOLT_BIN [ROUNDS]
+//! Crashes: kill -9 of dolt under writers, kill -9 of the supervisor while clients arrive,
+//! SIGSTOP of dolt.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use doltctl::State;
 use mysql_async::prelude::Queryable;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-mod common;
-use common::{free_port, median, ms, Sandbox};
+use crate::common::{median, ms};
+use crate::{ready_other_than, sandbox, state, url, Watch};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 3 {
-        eprintln!("usage: chaos DOLTCTL_BIN DOLT_BIN [ROUNDS]");
-        std::process::exit(2);
-    }
-    let doltctl = PathBuf::from(&args[1]);
-    let dolt = PathBuf::from(&args[2]);
-    let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(10);
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut ok = true;
-    ok &= rt.block_on(kill_dolt_under_writers(&doltctl, &dolt, rounds));
-    ok &= kill_supervisor_while_clients_arrive(&doltctl, &dolt, rounds);
-    ok &= sigstop_dolt(&doltctl, &dolt, rounds);
-    if !ok {
-        eprintln!("chaos: an invariant broke (see above)");
-        std::process::exit(1);
-    }
-}
-
-/// Each round's server stays up longer than this before it is killed, so every kill is the
-/// crash of a server that stayed up (relaunched at once), not a crash loop.
-const RESTART: &str = "[restart]\nstable_after = \"250ms\"\nmax_failures = 1000\n";
-
-/// A sandbox with [`RESTART`] and `extra` appended to its config (fast health checks and the
-/// like).
-fn sandbox(dolt: &Path, extra: &str) -> (Sandbox, PathBuf, u16) {
-    let sb = Sandbox::new(dolt);
-    let port = free_port();
-    let cfg = sb.config(port);
-    let mut text = std::fs::read_to_string(&cfg).expect("config");
-    text.push_str(RESTART);
-    text.push_str(extra);
-    std::fs::write(&cfg, text).expect("config");
-    (sb, cfg, port)
-}
-
-fn state(data: &Path) -> Option<State> {
-    State::read(&data.join(".doltctl/state.json"))
-        .ok()
-        .flatten()
-}
-
-/// Waits until the state says ready with a server other than `old`; its pid.
-fn ready_other_than(data: &Path, old: Option<i32>, limit: Duration) -> Option<(i32, Duration)> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(s) = state(data) {
-            if s.is_ready() {
-                if let Some(p) = s.server().map(|p| p.pid).filter(|p| Some(*p) != old) {
-                    return Some((p, t.elapsed()));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
-}
-
-/// Processes whose command line has `arg` and an argument under `dir`, not counting forks
-/// of such a process (a parent that matches too: dolt's own children, or a supervisor's fork
-/// that has not exec'd dolt yet).
-fn count(dir: &Path, arg: &str) -> usize {
-    let dir = dir.to_string_lossy();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let matching: Vec<(u32, u32)> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<_> = c.split(|b| *b == 0).map(String::from_utf8_lossy).collect();
-            args.iter().any(|a| a == arg) && args.iter().any(|a| a.contains(dir.as_ref()))
-        })
-        .map(|pid| (pid, parent(pid)))
-        .collect();
-    matching
-        .iter()
-        .filter(|(_, ppid)| !matching.iter().any(|(p, _)| p == ppid))
-        .count()
-}
-
-/// The parent pid, from `/proc/PID/stat` (after the command name in parentheses); 0 if gone.
-fn parent(pid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Samples the server and supervisor counts every few ms until told to stop; the maxima.
-struct Watch {
-    stop: Arc<AtomicBool>,
-    servers: Arc<AtomicUsize>,
-    supervisors: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watch {
-    fn new(dir: &Path) -> Watch {
-        let (stop, servers, supervisors) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let (s, sv, su, dir) = (
-            stop.clone(),
-            servers.clone(),
-            supervisors.clone(),
-            dir.to_path_buf(),
-        );
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                sv.fetch_max(count(&dir, "sql-server"), Ordering::SeqCst);
-                su.fetch_max(count(&dir, "run"), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Watch {
-            stop,
-            servers,
-            supervisors,
-            thread: Some(thread),
-        }
-    }
-
-    /// (most servers seen at once, most supervisors seen at once)
-    fn finish(mut self) -> (usize, usize) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        (
-            self.servers.load(Ordering::SeqCst),
-            self.supervisors.load(Ordering::SeqCst),
-        )
-    }
-}
-
-fn url(port: u16) -> String {
-    format!("mysql://root@127.0.0.1:{port}/app")
-}
-
-async fn kill_dolt_under_writers(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
+pub async fn kill_dolt_under_writers(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
     const WRITERS: usize = 4;
     let (sb, cfg, port) = sandbox(dolt, "");
     sb.doltctl(doltctl, &cfg, &["start"]);
@@ -267,7 +106,7 @@ async fn kill_dolt_under_writers(doltctl: &Path, dolt: &Path, rounds: usize) -> 
     ok
 }
 
-fn kill_supervisor_while_clients_arrive(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
+pub fn kill_supervisor_while_clients_arrive(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
     const CLIENTS: usize = 4;
     let (sb, cfg, _) = sandbox(dolt, "");
     sb.doltctl(doltctl, &cfg, &["start"]);
@@ -355,7 +194,7 @@ fn kill_supervisor_while_clients_arrive(doltctl: &Path, dolt: &Path, rounds: usi
     ok
 }
 
-fn sigstop_dolt(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
+pub fn sigstop_dolt(doltctl: &Path, dolt: &Path, rounds: usize) -> bool {
     let (interval, timeout, max_missed) = (200u64, 200u64, 3u64);
     let extra = format!(
         "[health]\ninterval = \"{interval}ms\"\ntimeout = \"{timeout}ms\"\nmax_missed = {max_missed}\n"
