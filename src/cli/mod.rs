@@ -119,6 +119,7 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     }
     let opts = crate::lifecycle::supervisor::RunOptions {
         detached: args.detached,
+        auto_started: args.auto_started,
     };
     runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)
