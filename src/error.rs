@@ -319,6 +319,20 @@ pub enum Error {
         url: String,
     },
 
+    /// A file in the per-user registry of instances (`doltctl ps`) cannot be read as one.
+    #[error(
+        "registry entry {} is not valid: {source}; doltctl writes these files atomically, so \
+         another program wrote it: delete it (a supervisor whose entry it was writes its own \
+         again within a health interval)",
+        .path.display()
+    )]
+    RegistryFile {
+        /// The registry file.
+        path: PathBuf,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+
     /// No program to run a supervisor with.
     #[error(
         "cannot find the doltctl binary to run a supervisor (looked at $DOLTCTL_BIN, doltctl on \

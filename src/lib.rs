@@ -30,6 +30,7 @@ pub mod client;
 
 pub(crate) mod bootstrap;
 pub(crate) mod doctor;
+pub(crate) mod fleet;
 pub(crate) mod import;
 pub mod testing;
 

@@ -70,6 +70,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List every doltctl instance of this user on the machine, from any directory: data dir,
+    /// state, pids, port, uptime, idle time, clients, dolt's memory, URL. Removes registry
+    /// entries of instances that no longer run.
+    Ps {
+        /// Print an array of objects (data_dir, state, supervisor_pid, server_pid, host, port,
+        /// url, uptime_ms, idle_ms, clients, last_client_at, rss_bytes, auto_started).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop this user's orphaned servers (running without a supervisor) and, with --idle,
+    /// auto-started servers without a client that long, anywhere on the machine. Gracefully;
+    /// servers started by `start`/`run` and anything not started by doltctl are never touched.
+    Gc {
+        /// Also stop auto-started servers that have had no client for this long (e.g. 10m).
+        #[arg(long, value_name = "DURATION", value_parser = doltctl::config::parse_duration)]
+        idle: Option<Duration>,
+        /// Only print what would be stopped.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print an array of {data_dir, reason, why, idle_ms, supervisor_pid, server_pid,
+        /// action, error} objects.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script, e.g. `doltctl completions bash > /etc/bash_completion.d/doltctl`.
     Completions {
         /// The shell.
@@ -269,6 +293,19 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
         } => return cli::init(&src, &databases, start, quiet),
         // Version works without a usable config.
         Cmd::Version { json } => return cli::version(&src, json),
+        // Every instance of the user: no config involved, from any directory.
+        Cmd::Ps { json } => return cli::ps(json),
+        Cmd::Gc {
+            idle,
+            dry_run,
+            json,
+        } => {
+            return cli::gc(cli::GcArgs {
+                idle,
+                dry_run,
+                json,
+            })
+        }
         Cmd::Completions { shell } => return cli::completions(Cli::command(), shell),
         Cmd::Man => return cli::man(Cli::command()),
         Cmd::Op(op) => op,

@@ -217,6 +217,9 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         log_tail: vec![],
         dolt_version: None,
         updated_at: doltctl::internals::now_rfc3339(),
+        clients: None,
+        last_client_at: None,
+        auto_started: false,
     };
     std::fs::write(env.state_file(), serde_json::to_vec(&state).unwrap()).unwrap();
 

@@ -28,6 +28,11 @@ impl Sandbox {
             ("DOLT_ROOT_PATH", root.to_string_lossy().into_owned()),
             ("DOLT_DISABLE_EVENT_FLUSH", "1".to_string()),
             ("DOLT_BIN", dolt.to_string_lossy().into_owned()),
+            // Supervisors killed on purpose leave registry entries: never in the user's own.
+            (
+                "DOLTCTL_REGISTRY_DIR",
+                tmp.path().join("registry").to_string_lossy().into_owned(),
+            ),
         ];
         let data = tmp.path().join("data");
         let app = data.join("app");

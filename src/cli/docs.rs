@@ -18,6 +18,8 @@ Examples:
   doltctl sql -d app -q 'SELECT 1'       run statements; without -q on a terminal: a mysql client
   doltctl exclusive -d app -- dolt gc    stop the server, run dolt on the data dir, start it again
   doltctl logs -f --since 10m            follow the log, starting 10 minutes back
+  doltctl ps                             every instance of this user on the machine
+  doltctl gc --idle 1h                   stop orphans, and auto-started servers idle for an hour
   doltctl stop
 
 Environment:
@@ -28,10 +30,12 @@ Environment:
   DOLTCTL_LOG        diagnostics filter on stderr, e.g. debug (default: warn; run: info)
   NO_COLOR           set: no colors in output
   DOLTCTL_BIN        the program that runs detached supervisors (default: this doltctl)
+  DOLTCTL_REGISTRY_DIR  the registry of instances ps/gc read (default:
+                     $XDG_STATE_HOME/doltctl/instances, ~/.local/state/doltctl/instances)
 
 Exit codes:
   0    ok; status: running and ready; doctor: nothing FAILs
-  1    error (the message on stderr says what, where, and what to do)
+  1    error (the message on stderr says what, where, and what to do); gc: a stop failed
   2    usage: bad command line
   3    not running (status, url, env)
   4    not ready: the supervisor is up, the server is not (status)

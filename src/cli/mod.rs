@@ -8,6 +8,7 @@
 
 mod docs;
 mod exec;
+mod fleet;
 mod interactive;
 pub(crate) mod render;
 mod status;
@@ -29,6 +30,7 @@ use crate::server::log as logs;
 
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
+pub use fleet::{gc, ps, GcArgs};
 pub use status::status;
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
 pub use version::{version, VERSION};
@@ -119,6 +121,7 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     }
     let opts = crate::lifecycle::supervisor::RunOptions {
         detached: args.detached,
+        auto_started: args.auto_started,
     };
     runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)

@@ -210,6 +210,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: Some("2.2.0".into()),
             updated_at: "2026-11-28T21:00:01.000Z".into(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         }
     }
 

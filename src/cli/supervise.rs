@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// stderr in `supervisor.log`; not for people.
     #[arg(long, hide = true)]
     pub detached: bool,
+    /// Started by a client's auto-start (set by it with `--detached`), which `gc --idle` and
+    /// `[client] max_instances` may stop when idle; not for people.
+    #[arg(long, hide = true)]
+    pub auto_started: bool,
 }
 
 /// Diagnostics on stderr, filtered by `DOLTCTL_LOG` (default: [`super::default_log_level`]).

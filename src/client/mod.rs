@@ -194,8 +194,20 @@ impl Client {
             return Ok((self.check_access(self.info_from(s))?, s.server().cloned()));
         }
         self.autostart_allowed()?;
+        if let Some(max) = self
+            .cfg
+            .client
+            .max_instances
+            .filter(|_| !st.supervisor_alive)
+        {
+            // Best effort: a reclaim that fails never keeps this client from its server.
+            if let Err(e) = crate::lifecycle::reclaim::make_room(&self.cfg, max).await {
+                tracing::warn!("[client] max_instances: could not stop an idle server: {e}");
+            }
+        }
         let opts = control::StartOptions {
             idle_timeout: Some(self.cfg.client.autostart_idle_timeout),
+            auto_started: true,
             ..Default::default()
         };
         let state = control::start_with(&self.cfg, &opts).await?;

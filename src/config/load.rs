@@ -121,6 +121,11 @@ impl Config {
         if self.client.connect_retries == 0 {
             return bad("[client] connect_retries must be at least 1".into());
         }
+        if self.client.max_instances == Some(0) {
+            return bad(
+                "[client] max_instances must be at least 1; leave it out for no limit".into(),
+            );
+        }
         if self.client.user.is_empty() {
             return bad("[client] user is empty; use \"root\"".into());
         }

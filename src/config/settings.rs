@@ -176,6 +176,10 @@ pub struct ClientConfig {
     /// connection is closed as soon as it is returned. Default: 30s.
     #[serde(deserialize_with = "de_duration")]
     pub pool_idle_timeout: Duration,
+    /// At most this many servers of this user run at once, counted over every data dir (see
+    /// `doltctl ps`): an auto-start beyond it first stops the longest-idle auto-started
+    /// server without clients. At least 1. Default: no limit.
+    pub max_instances: Option<u32>,
     /// Its password (`DOLTCTL_PASSWORD` overrides). When the user is root, a brand-new data dir
     /// gets this root password on its first start. Never put on a command line or in logs.
     /// Default: empty.
@@ -192,6 +196,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("user", &self.user)
             .field("autostart_idle_timeout", &self.autostart_idle_timeout)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("max_instances", &self.max_instances)
             .field(
                 "password",
                 &if self.password.is_empty() {
@@ -215,6 +220,7 @@ impl Default for ClientConfig {
             password: String::new(),
             autostart_idle_timeout: Duration::from_secs(30 * 60),
             pool_idle_timeout: Duration::from_secs(30),
+            max_instances: None,
         }
     }
 }

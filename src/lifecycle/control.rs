@@ -167,6 +167,9 @@ pub struct StartOptions {
     /// Environment variables for the supervisor, and so for dolt, on top of this process's
     /// (e.g. a `DOLT_ROOT_PATH` of its own). Used only when this call launches the supervisor.
     pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// A client's auto-start (not `start`/`run`): the supervisor records it, so `gc --idle`
+    /// and `[client] max_instances` may stop the server when it is idle.
+    pub auto_started: bool,
 }
 
 /// [`start`] with options.
@@ -343,6 +346,9 @@ fn spawn_supervisor(
         cmd.arg("--idle-timeout")
             .arg(humantime::format_duration(t).to_string());
     }
+    if opts.auto_started {
+        cmd.arg("--auto-started");
+    }
     // A relative path to dolt is relative to us, whatever the supervisor's directory.
     let dolt_bin = Path::new(&cfg.server.dolt_bin);
     if cfg.server.dolt_bin.contains('/') && dolt_bin.is_relative() {
@@ -378,7 +384,7 @@ fn spawn_supervisor(
 /// The first argument that makes a program which installed
 /// [`run_supervisor_if_requested`](crate::run_supervisor_if_requested) run a supervisor. The
 /// doltctl arguments follow it: `[--config FILE] --data-dir DIR run [--read-only]
-/// [--idle-timeout DURATION] [--detached]`.
+/// [--idle-timeout DURATION] [--detached] [--auto-started]`.
 pub const SUPERVISOR_MARKER: &str = "--doltctl-supervisor";
 
 /// Set once this process has called `run_supervisor_if_requested` and it returned: this program
@@ -718,6 +724,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: None,
             updated_at: "2026-11-28T21:00:00.000Z".into(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         };
         let st = status_of(instance, Some(state));
         assert!(!st.supervisor_alive && !st.server_alive);

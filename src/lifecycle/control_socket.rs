@@ -181,6 +181,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: None,
             updated_at: "t".into(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         }
     }
 

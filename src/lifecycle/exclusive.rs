@@ -60,6 +60,8 @@ struct Restart {
     /// `--idle-timeout` of the stopped supervisor (an auto-started one has its client's
     /// `autostart_idle_timeout` there), else the config's.
     idle_timeout: Option<Duration>,
+    /// It was auto-started by a client.
+    auto_started: bool,
 }
 
 /// The `run` options a supervisor was started with, from its command line.
@@ -72,6 +74,7 @@ fn restart_of(state: &State) -> Restart {
     Restart {
         read_only: state.read_only || args.iter().any(|a| a == "--read-only"),
         idle_timeout: supervisor_idle_timeout(state),
+        auto_started: state.auto_started || args.iter().any(|a| a == "--auto-started"),
     }
 }
 
@@ -153,6 +156,7 @@ pub async fn begin(cfg: &Config, command: &[OsString]) -> Result<Exclusive> {
             None => Restart {
                 read_only: cfg.server.read_only,
                 idle_timeout: None,
+                auto_started: false,
             },
         });
         control::stop_locked(cfg, &ex.instance).await?;
@@ -206,6 +210,7 @@ impl Exclusive {
         cfg.server.read_only = restart.read_only;
         let opts = StartOptions {
             idle_timeout: restart.idle_timeout,
+            auto_started: restart.auto_started,
             ..Default::default()
         };
         let lock = self.lock.take();
@@ -255,6 +260,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: None,
             updated_at: "2026-01-01T00:00:00.000Z".into(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         }
     }
 
@@ -271,6 +279,7 @@ mod tests {
                 "--detached",
                 "--idle-timeout",
                 "30m",
+                "--auto-started",
             ],
             false,
         );
@@ -278,7 +287,8 @@ mod tests {
             restart_of(&auto),
             Restart {
                 read_only: false,
-                idle_timeout: Some(Duration::from_secs(1800))
+                idle_timeout: Some(Duration::from_secs(1800)),
+                auto_started: true,
             }
         );
         let eq = state_with_supervisor(
@@ -289,7 +299,8 @@ mod tests {
             restart_of(&eq),
             Restart {
                 read_only: true,
-                idle_timeout: Some(Duration::from_secs(2))
+                idle_timeout: Some(Duration::from_secs(2)),
+                auto_started: false,
             }
         );
         let plain = state_with_supervisor(&["doltctl", "run", "--detached"], true);
@@ -297,7 +308,8 @@ mod tests {
             restart_of(&plain),
             Restart {
                 read_only: true,
-                idle_timeout: None
+                idle_timeout: None,
+                auto_started: false,
             }
         );
     }

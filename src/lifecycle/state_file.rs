@@ -144,6 +144,20 @@ pub struct State {
     pub dolt_version: Option<String>,
     /// When this file was written (RFC 3339).
     pub updated_at: String,
+    /// Client connections the supervisor last counted (its own probe not included); `null`
+    /// while no server runs or before the first count.
+    #[serde(default)]
+    pub clients: Option<u64>,
+    /// When a client was last seen connected (RFC 3339): updated when the count changes from
+    /// or to zero, so while clients are connected it is when the first came; the server's
+    /// first ready time if no client came yet. Idle time is "now minus this" while `clients`
+    /// is 0.
+    #[serde(default)]
+    pub last_client_at: Option<String>,
+    /// The supervisor was started by a client's auto-start (`Client`, `url --ensure`, ...),
+    /// not by `start` or `run`: `doltctl gc --idle` and `[client] max_instances` may stop it.
+    #[serde(default)]
+    pub auto_started: bool,
 }
 
 /// The one definition of "ready": the phase is running and both the supervisor and the server
@@ -238,6 +252,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: Some("2.3.1".into()),
             updated_at: "2026-11-28T21:00:01.000Z".into(),
+            clients: Some(2),
+            last_client_at: Some("2026-11-28T21:00:00.500Z".into()),
+            auto_started: true,
         }
     }
 
@@ -279,6 +296,9 @@ mod tests {
         let s: State = serde_json::from_str(old).unwrap();
         assert_eq!(s.kind(), Phase::Stopped);
         assert!(s.server().is_none());
+        // Written before client counts and auto-start were recorded: unknown, not auto-started.
+        assert_eq!((s.clients, s.last_client_at.as_deref()), (None, None));
+        assert!(!s.auto_started);
         let old = old.replace(r#""state":"stopped""#, r#""state":"starting""#);
         let s: State = serde_json::from_str(&old).unwrap();
         assert_eq!(s.phase, PhaseRecord::Starting { server: None });

@@ -23,6 +23,7 @@ use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::registry::Registration;
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
@@ -46,6 +47,9 @@ pub(crate) struct RunOptions {
     /// Started by `control::start` in a session of its own, its stderr in `supervisor.log`
     /// (the hidden `run --detached`); otherwise `doltctl run` in the foreground.
     pub detached: bool,
+    /// Started by a client's auto-start (the hidden `run --auto-started`): recorded in the
+    /// state file and the registry, so `gc --idle` and `[client] max_instances` may stop it.
+    pub auto_started: bool,
 }
 
 /// What SIGHUP does to a supervisor. Either way it never leaves a server running unsupervised.
@@ -156,6 +160,9 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.lock = Some(lock);
+    sup.record.auto_started = opts.auto_started;
+    // In the per-user registry (`doltctl ps`) while we live; removed again on every way out.
+    sup.registration = Registration::register(&instance, opts.auto_started, &cfg);
     tokio::spawn(control.serve(sup.subscribe()));
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
@@ -173,10 +180,13 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     .await
     {
         sup.finish(Err(&e));
+        drop(sup.registration.take());
         return Err(e);
     }
     sup.drive().await;
     sup.finish(Ok(()));
+    // Before the supervisor lock goes (with `sup`): a successor's entry is never removed.
+    drop(sup.registration.take());
     Ok(())
 }
 
@@ -223,6 +233,9 @@ pub(crate) struct Supervisor<L: Launcher> {
     disk_full: Option<String>,
     /// The latest state, for the control socket.
     state_tx: watch::Sender<Option<State>>,
+    /// Our entry in the per-user registry (absent in unit tests, or when there is no
+    /// registry dir); written again when it is deleted under us.
+    registration: Option<Registration>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -247,6 +260,9 @@ impl<L: Launcher> Supervisor<L> {
             log_tail: vec![],
             dolt_version: None,
             updated_at: now_rfc3339(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         };
         Supervisor {
             launcher,
@@ -274,6 +290,7 @@ impl<L: Launcher> Supervisor<L> {
             data_dir_missing_since: None,
             disk_full: None,
             state_tx: watch::channel(None).0,
+            registration: None,
         }
     }
 
@@ -445,6 +462,9 @@ impl<L: Launcher> Supervisor<L> {
         }
         if self.unwritten {
             self.publish();
+        }
+        if let Some(r) = &mut self.registration {
+            r.restore();
         }
         None
     }
@@ -654,6 +674,10 @@ impl<L: Launcher> Supervisor<L> {
             self.record.port,
             started.elapsed().as_millis()
         ));
+        // Idle time counts from the first ready time until a client is seen.
+        if self.record.last_client_at.is_none() {
+            self.record.last_client_at = Some(now_rfc3339());
+        }
         Event::Ready {
             at: SystemTime::now(),
         }
@@ -719,11 +743,16 @@ impl<L: Launcher> Supervisor<L> {
             match health {
                 Ok(()) => {
                     missed = 0;
-                    if idle_timeout.is_zero() {
-                        continue;
+                    // Counted on every tick, idle_timeout or not: `doltctl ps` and `gc --idle`
+                    // read the count and the idle time from the state file. One query on the
+                    // probe's open connection.
+                    let counted = probe.client_connections(h.timeout).await;
+                    if let Ok(n) = counted {
+                        self.note_clients(n);
                     }
-                    match probe.client_connections(h.timeout).await {
+                    match counted {
                         Ok(n) if n > 0 => last_client = Instant::now(),
+                        Ok(_) if idle_timeout.is_zero() => {}
                         Ok(_) if last_client.elapsed() >= idle_timeout => {
                             if let Some(lock) = try_lock_start(&self.instance) {
                                 self.log.event(&format!(
@@ -802,7 +831,27 @@ impl<L: Launcher> Supervisor<L> {
         self.release().await;
     }
 
+    /// Records a client count; the state is published only when the count changes, with the
+    /// time a client was last seen when clients come or the last one goes.
+    fn note_clients(&mut self, n: u64) {
+        let was = self.record.clients;
+        if was == Some(n) {
+            return;
+        }
+        if n > 0 || was.is_some_and(|w| w > 0) {
+            self.record.last_client_at = Some(now_rfc3339());
+        }
+        self.record.clients = Some(n);
+        self.publish();
+    }
+
     async fn release(&mut self) {
+        // No server, no count (published with the event that follows); clients connected
+        // until now were last seen now.
+        if self.record.clients.is_some_and(|n| n > 0) {
+            self.record.last_client_at = Some(now_rfc3339());
+        }
+        self.record.clients = None;
         self.child = None;
         if let Some(mut p) = self.probe.take() {
             p.close().await;

@@ -462,6 +462,29 @@ async fn a_client_connection_keeps_the_fake_child_up() {
 }
 
 #[tokio::test]
+async fn fake_child_clients_are_counted_without_idle_timeout_and_published_only_on_change() {
+    let h = start(Script::default(), |_| {});
+    h.running().await;
+    // Counted without any idle_timeout (for `doltctl ps`); idle since the ready time.
+    let s = h.wait_for("a count", |s| s.clients == Some(0)).await;
+    let idle_since = s.last_client_at.clone().expect("the ready time");
+    // Twenty more counts of the same number rewrite nothing.
+    let checks = h.script.client_checks.load(Ordering::SeqCst);
+    while h.script.client_checks.load(Ordering::SeqCst) < checks + 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.state().unwrap().updated_at, s.updated_at);
+    // A client comes: counted, and seen now; then goes: seen until now.
+    h.script.clients.store(2, Ordering::SeqCst);
+    let busy = h.wait_for("two clients", |s| s.clients == Some(2)).await;
+    assert!(busy.last_client_at.as_deref() > Some(idle_since.as_str()));
+    h.script.clients.store(0, Ordering::SeqCst);
+    let idle = h.wait_for("no client", |s| s.clients == Some(0)).await;
+    assert!(idle.last_client_at >= busy.last_client_at);
+    assert!(!idle.auto_started, "started without --auto-started");
+}
+
+#[tokio::test]
 async fn failed_retries_by_itself_every_max_backoff() {
     let script = Script::default();
     script.exit_at_once.store(true, Ordering::SeqCst);

@@ -1,5 +1,5 @@
-//! System access: processes and their identity, file locks, atomic files, the clock, install
-//! locations. Depends on nothing else in the crate but [`crate::error`].
+//! System access: processes (their identity and cost), file locks, atomic files, the clock,
+//! install locations. Depends on nothing else in the crate but [`crate::error`].
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
@@ -7,3 +7,4 @@ pub(crate) mod install;
 pub(crate) mod locks;
 pub(crate) mod process;
 pub(crate) mod tcp_diag;
+pub(crate) mod usage;

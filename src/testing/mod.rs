@@ -128,6 +128,7 @@ impl TestServerBuilder {
         }
         let opts = StartOptions {
             idle_timeout: None,
+            auto_started: false,
             env: dolt_env
                 .into_iter()
                 .map(|(k, v)| (OsString::from(k), OsString::from(v)))

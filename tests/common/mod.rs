@@ -31,10 +31,23 @@ pub fn dolt_bin() -> PathBuf {
         .expect("dolt is not installed: run scripts/install-dolt.sh (or scripts/test, which does)")
 }
 
+/// Supervisors started by the tests register in a registry of the build's (under
+/// `target/tmp/`), never in the user's own `~/.local/state/doltctl/instances`: set process-wide
+/// (once) for every doltctl a test spawns, directly or through the library. A test that reads
+/// a registry (`ps`, `gc`) gives its commands one of its own ([`TestEnv::registry`]).
+pub fn isolate_registry() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("doltctl-registry");
+        std::env::set_var("DOLTCTL_REGISTRY_DIR", dir);
+    });
+}
+
 /// For tests that start servers through the library: the library runs supervisors with the
 /// doltctl binary, and a test binary is not doltctl. Every test of a binary wants the same one,
 /// so setting it process-wide (once) races with nothing.
 pub fn use_built_doltctl() {
+    isolate_registry();
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::env::set_var("DOLTCTL_BIN", assert_cmd::cargo::cargo_bin("doltctl"));
@@ -61,6 +74,9 @@ pub struct TestEnv {
     pub port: u16,
     /// Extra processes the test started itself (killed on drop).
     pub extra: Vec<std::process::Child>,
+    /// The registry of instances this env's doltctl commands use (`DOLTCTL_REGISTRY_DIR`);
+    /// `None`: the build's shared one ([`isolate_registry`]).
+    pub registry: Option<PathBuf>,
 }
 
 impl TestEnv {
@@ -82,6 +98,7 @@ impl TestEnv {
     }
 
     pub fn with_config(extra: &str) -> TestEnv {
+        isolate_registry();
         let dir = tempfile::Builder::new()
             .prefix("doltctl-t")
             .tempdir()
@@ -116,6 +133,7 @@ max_missed = 3
             config,
             port,
             extra: Vec::new(),
+            registry: None,
             dir,
         };
         env.write_config(&text);
@@ -150,6 +168,9 @@ max_missed = 3
             .env("DOLT_DISABLE_EVENT_FLUSH", "1")
             .arg("--config")
             .arg(&self.config);
+        if let Some(r) = &self.registry {
+            c.env("DOLTCTL_REGISTRY_DIR", r);
+        }
         c
     }
 
