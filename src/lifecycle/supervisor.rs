@@ -23,6 +23,7 @@ use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::service_notify::ServiceNotify;
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
@@ -156,6 +157,11 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.lock = Some(lock);
+    // Only a foreground `run` is a service manager's main process; a detached supervisor
+    // never speaks for whoever started it.
+    if !opts.detached {
+        sup.notify = crate::sys::notify::Notifier::from_env().map(ServiceNotify::start);
+    }
     tokio::spawn(control.serve(sup.subscribe()));
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
@@ -223,6 +229,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     disk_full: Option<String>,
     /// The latest state, for the control socket.
     state_tx: watch::Sender<Option<State>>,
+    /// The service manager to notify (a foreground `run` under systemd `Type=notify`).
+    notify: Option<ServiceNotify>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -274,6 +282,7 @@ impl<L: Launcher> Supervisor<L> {
             data_dir_missing_since: None,
             disk_full: None,
             state_tx: watch::channel(None).0,
+            notify: None,
         }
     }
 
@@ -380,6 +389,9 @@ impl<L: Launcher> Supervisor<L> {
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         self.state_tx.send_replace(Some(self.record.clone()));
+        if let Some(n) = &mut self.notify {
+            n.publish(&m.phase, &self.record);
+        }
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
         // file stays whole (atomic rename), the control socket serves the state meanwhile,
         // and the next maintenance tick writes it again.

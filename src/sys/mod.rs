@@ -5,5 +5,6 @@ pub(crate) mod atomic;
 pub(crate) mod clock;
 pub(crate) mod install;
 pub(crate) mod locks;
+pub(crate) mod notify;
 pub(crate) mod process;
 pub(crate) mod tcp_diag;
