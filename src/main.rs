@@ -125,11 +125,19 @@ enum Op {
         quiet: bool,
     },
     /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready,
-    /// 5 when a server runs without its supervisor (orphaned).
+    /// 5 when a server runs without its supervisor (orphaned). With --live: exit 0 only when
+    /// the server answers SELECT 1 (4 when it runs but does not answer).
     Status {
-        /// Print the state as JSON.
+        /// Print the state as JSON (with --live, plus "live": {ok, latency_ms, error}).
         #[arg(long)]
         json: bool,
+        /// Also run a real SELECT 1 against the recorded server (never starts one), for
+        /// readiness probes and HEALTHCHECK.
+        #[arg(long)]
+        live: bool,
+        /// How long --live waits for the answer [default: 2s].
+        #[arg(long, value_name = "DURATION", requires = "live", value_parser = doltctl::config::parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Print the connection URL of the running server (exit 3 when not running).
     Url {
@@ -290,7 +298,15 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
         ),
         Op::Stop { quiet, timeout } => cli::stop(cfg, quiet, timeout),
         Op::Restart { quiet } => cli::restart(&cfg, quiet),
-        Op::Status { json } => cli::status(&cfg, json),
+        Op::Status {
+            json,
+            live,
+            timeout,
+        } => cli::status(
+            &cfg,
+            json,
+            live.then(|| timeout.unwrap_or(cli::DEFAULT_LIVE_TIMEOUT)),
+        ),
         Op::Url { ensure, database } => cli::url(cfg, ensure, database),
         Op::Env {
             ensure,

@@ -29,7 +29,7 @@ use crate::server::log as logs;
 
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
-pub use status::status;
+pub use status::{status, DEFAULT_LIVE_TIMEOUT};
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
 pub use version::{version, VERSION};
 
