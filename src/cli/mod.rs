@@ -120,6 +120,13 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
     let opts = crate::lifecycle::supervisor::RunOptions {
         detached: args.detached,
     };
+    // A container's PID 1 (or a subreaper): an init that reaps orphans stays behind, and this
+    // process goes on as the supervisor (see sys/init.rs). Before the runtime: no threads yet.
+    if !args.detached && crate::sys::init::reaps_orphans() {
+        if let Some(code) = crate::sys::init::split_off_init()? {
+            return Ok(code);
+        }
+    }
     runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)
 }

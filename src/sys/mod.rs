@@ -3,6 +3,7 @@
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+pub(crate) mod init;
 pub(crate) mod install;
 pub(crate) mod locks;
 pub(crate) mod notify;
