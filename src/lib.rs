@@ -31,6 +31,7 @@ pub mod client;
 pub(crate) mod bootstrap;
 pub(crate) mod doctor;
 pub(crate) mod import;
+pub(crate) mod service;
 pub mod testing;
 
 #[doc(hidden)]

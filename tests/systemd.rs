@@ -163,3 +163,161 @@ fn run_notifies_ready_after_select1_status_watchdog_and_stopping() {
     }
     eprintln!("sd_notify exchange:\n  {}", shown.join("\n  "));
 }
+
+/// `doltctl service ...` with this env's config, a home and XDG config dir of the test's own.
+fn service(env: &TestEnv) -> assert_cmd::Command {
+    let mut c = env.doltctl();
+    c.env("HOME", env.dir.path().join("home"))
+        .env("XDG_CONFIG_HOME", env.dir.path().join("xdg"))
+        .arg("service");
+    c
+}
+
+fn user_unit_dir(env: &TestEnv) -> std::path::PathBuf {
+    env.dir.path().join("xdg/systemd/user")
+}
+
+/// `systemd-analyze verify` on a unit file: no error, and no warning about the file.
+fn verify(unit: &Path) {
+    let out = match std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "CI=true and systemd-analyze cannot run ({e}): install the systemd package \
+             (scripts/test does, as root)"
+        ),
+        Err(e) => {
+            eprintln!("skipped systemd-analyze verify: {e} (install the systemd package)");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = unit.file_name().unwrap().to_string_lossy();
+    let complaints: Vec<&str> = stderr.lines().filter(|l| l.contains(&*name)).collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "systemd-analyze verify {}: {}\n{stderr}\n{}",
+        unit.display(),
+        out.status,
+        std::fs::read_to_string(unit).unwrap()
+    );
+}
+
+#[test]
+fn generated_user_and_system_units_pass_systemd_analyze_verify() {
+    let env = TestEnv::new();
+    for scope in ["--user", "--system"] {
+        let out = service(&env)
+            .args(["install", scope, "--print"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let data_dir = std::fs::canonicalize(&env.data_dir).unwrap();
+        for line in [
+            "Type=notify".to_string(),
+            "NotifyAccess=main".into(),
+            "Restart=on-failure".into(),
+            "KillMode=mixed".into(),
+            // stop_timeout = "10s" in the test config, plus the margin.
+            "TimeoutStopSec=25s".into(),
+            format!(
+                "ExecStart={} --config {} --data-dir {} run",
+                std::fs::canonicalize(assert_cmd::cargo::cargo_bin("doltctl"))
+                    .unwrap()
+                    .display(),
+                std::fs::canonicalize(&env.config).unwrap().display(),
+                data_dir.display()
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{scope}: no {line:?} in\n{text}"
+            );
+        }
+        if scope == "--system" {
+            assert!(
+                text.contains(&format!("ReadWritePaths={}", data_dir.display())),
+                "{text}"
+            );
+        }
+        // `verify` wants the file under a valid unit name.
+        let dir = env.dir.path().join(format!("verify{scope}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unit = dir.join("doltctl-verify-test.service");
+        std::fs::write(&unit, &text).unwrap();
+        verify(&unit);
+    }
+    // --print wrote nothing.
+    assert!(!env.dir.path().join("xdg").exists());
+}
+
+#[test]
+fn service_install_and_uninstall_round_trip_and_leave_foreign_units_alone() {
+    let env = TestEnv::new();
+    let dir = user_unit_dir(&env);
+    let out = service(&env).args(["install", "--user"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let units: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(units.len(), 1, "{units:?}");
+    let name = units[0].file_name().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("doltctl-data-") && name.ends_with(".service"),
+        "{name}"
+    );
+    assert!(
+        stdout.contains(&format!("systemctl --user enable --now {name}")),
+        "{stdout}"
+    );
+    let path = dir.join(&name);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644);
+    verify(&path);
+    // A second install replaces its own unit.
+    service(&env).args(["install", "--user"]).assert().success();
+
+    // What `systemctl --user enable` would have made; uninstall removes it too.
+    let wants = dir.join("default.target.wants");
+    std::fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink(&path, wants.join(&name)).unwrap();
+    let out = service(&env)
+        .args(["uninstall", "--user"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!path.exists());
+    assert!(std::fs::symlink_metadata(wants.join(&name)).is_err());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("systemctl --user stop {name}")));
+    service(&env)
+        .args(["uninstall", "--user"])
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with("not installed: "));
+
+    // A unit doltctl did not write is neither overwritten nor removed.
+    let foreign = dir.join("mine.service");
+    let text = "[Unit]\nDescription=someone else's\n";
+    std::fs::write(&foreign, text).unwrap();
+    for args in [
+        &["install", "--user", "--name", "mine"][..],
+        &["uninstall", "--user", "--name", "mine.service"][..],
+    ] {
+        service(&env)
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("was not written by doltctl"));
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), text);
+    }
+    // A bad name says what is allowed.
+    service(&env)
+        .args(["install", "--user", "--name", "a b"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not allowed in a unit name"));
+}

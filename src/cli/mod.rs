@@ -10,6 +10,7 @@ mod docs;
 mod exec;
 mod interactive;
 pub(crate) mod render;
+mod service;
 mod status;
 mod supervise;
 mod version;
@@ -27,8 +28,10 @@ use crate::lifecycle::control::{self, StartOptions, Stopped};
 use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
+pub use crate::service::Scope as ServiceScope;
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
+pub use service::{service_install, service_uninstall, ServiceArgs};
 pub use status::{status, DEFAULT_LIVE_TIMEOUT};
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
 pub use version::{version, VERSION};
