@@ -378,6 +378,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A systemd unit `doltctl service` cannot write or remove (not ours, a bad name, no
+    /// permission).
+    #[error("systemd unit {}: {message}", .unit.display())]
+    ServiceUnit {
+        /// The unit file (or its name).
+        unit: PathBuf,
+        /// What is wrong, and what to do.
+        message: String,
+    },
+
     /// `doltctl sql` on a terminal needs a MySQL-protocol client program.
     #[error(
         "no MySQL client on PATH for an interactive session (looked for {looked}): install one \

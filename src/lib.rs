@@ -32,6 +32,7 @@ pub(crate) mod bootstrap;
 pub(crate) mod doctor;
 pub(crate) mod fleet;
 pub(crate) mod import;
+pub(crate) mod service;
 pub mod testing;
 
 #[doc(hidden)]

@@ -149,11 +149,19 @@ enum Op {
         quiet: bool,
     },
     /// Show the state; exit 0 when running and ready, 3 when not running, 4 when not ready,
-    /// 5 when a server runs without its supervisor (orphaned).
+    /// 5 when a server runs without its supervisor (orphaned). With --live: exit 0 only when
+    /// the server answers SELECT 1 (4 when it runs but does not answer).
     Status {
-        /// Print the state as JSON.
+        /// Print the state as JSON (with --live, plus "live": {ok, latency_ms, error}).
         #[arg(long)]
         json: bool,
+        /// Also run a real SELECT 1 against the recorded server (never starts one), for
+        /// readiness probes and HEALTHCHECK.
+        #[arg(long)]
+        live: bool,
+        /// How long --live waits for the answer [default: 2s].
+        #[arg(long, value_name = "DURATION", requires = "live", value_parser = doltctl::config::parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Print the connection URL of the running server (exit 3 when not running).
     Url {
@@ -245,6 +253,12 @@ enum Op {
         #[arg(long, value_name = "MSG")]
         commit: Option<String>,
     },
+    /// Write (or remove) a systemd unit that runs `doltctl run` for this data dir
+    /// (Type=notify: ready once SELECT 1 answers). Never runs systemctl: prints the commands.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Print the server log (dolt's output and the supervisor's events).
     Logs {
         /// Keep printing new lines as they come.
@@ -266,6 +280,53 @@ enum Op {
         #[arg(long)]
         server: bool,
     },
+}
+
+/// `doltctl service ...`.
+#[derive(Subcommand)]
+enum ServiceAction {
+    /// Write the unit (doltctl-<data dir>-<hash>.service, or --name) atomically, replacing
+    /// only a unit doltctl wrote, and print the systemctl commands that enable it.
+    Install {
+        #[command(flatten)]
+        scope: ServiceScopeArgs,
+        /// Print the unit on stdout and write nothing.
+        #[arg(long)]
+        print: bool,
+        /// The unit name (default: derived from the data dir).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Remove the unit `service install` wrote (never a unit doltctl did not write) and its
+    /// enablement links; not installed is success.
+    Uninstall {
+        #[command(flatten)]
+        scope: ServiceScopeArgs,
+        /// The unit name given to `install --name`.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+}
+
+/// `--user` or `--system`.
+#[derive(clap::Args)]
+struct ServiceScopeArgs {
+    /// The user's service manager: ~/.config/systemd/user/ (the default, except for root).
+    #[arg(long, conflicts_with = "system")]
+    user: bool,
+    /// The system manager: /etc/systemd/system/ (the default for root).
+    #[arg(long)]
+    system: bool,
+}
+
+impl ServiceScopeArgs {
+    fn scope(&self) -> Option<cli::ServiceScope> {
+        match (self.user, self.system) {
+            (true, _) => Some(cli::ServiceScope::User),
+            (_, true) => Some(cli::ServiceScope::System),
+            _ => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -327,7 +388,15 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
         ),
         Op::Stop { quiet, timeout } => cli::stop(cfg, quiet, timeout),
         Op::Restart { quiet } => cli::restart(&cfg, quiet),
-        Op::Status { json } => cli::status(&cfg, json),
+        Op::Status {
+            json,
+            live,
+            timeout,
+        } => cli::status(
+            &cfg,
+            json,
+            live.then(|| timeout.unwrap_or(cli::DEFAULT_LIVE_TIMEOUT)),
+        ),
         Op::Url { ensure, database } => cli::url(cfg, ensure, database),
         Op::Env {
             ensure,
@@ -368,6 +437,24 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
                 commit,
             },
         ),
+        Op::Service { action } => match action {
+            ServiceAction::Install { scope, print, name } => cli::service_install(
+                &cfg,
+                &cli::ServiceArgs {
+                    scope: scope.scope(),
+                    name,
+                    print,
+                },
+            ),
+            ServiceAction::Uninstall { scope, name } => cli::service_uninstall(
+                &cfg,
+                &cli::ServiceArgs {
+                    scope: scope.scope(),
+                    name,
+                    print: false,
+                },
+            ),
+        },
         Op::Logs {
             follow,
             lines,

@@ -32,16 +32,20 @@ Environment:
   DOLTCTL_BIN        the program that runs detached supervisors (default: this doltctl)
   DOLTCTL_REGISTRY_DIR  the registry of instances ps/gc read (default:
                      $XDG_STATE_HOME/doltctl/instances, ~/.local/state/doltctl/instances)
+  NOTIFY_SOCKET      set by systemd: `run` sends READY=1, STATUS=, STOPPING=1, WATCHDOG=1
 
 Exit codes:
-  0    ok; status: running and ready; doctor: nothing FAILs
+  0    ok; status: running and ready (--live: it answered SELECT 1); doctor: nothing FAILs;
+       run: stopped on request (SIGTERM/SIGINT), also as PID 1
   1    error (the message on stderr says what, where, and what to do); gc: a stop failed
   2    usage: bad command line
   3    not running (status, url, env)
-  4    not ready: the supervisor is up, the server is not (status)
+  4    not ready: the supervisor is up, the server is not (status); status --live: it runs
+       but did not answer SELECT 1 in time
   5    orphaned: a server of ours runs without its supervisor (status)
   exec and exclusive pass their command's code through (128+N for signal N), 126 when the
-  command cannot be executed, 127 when it is not found.";
+  command cannot be executed, 127 when it is not found. run as PID 1: 128+N when signal N
+  killed the supervisor.";
 
 /// `doltctl completions SHELL`: the completion script for `cmd` (the binary's argument
 /// definitions) on stdout.

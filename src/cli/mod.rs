@@ -11,6 +11,7 @@ mod exec;
 mod fleet;
 mod interactive;
 pub(crate) mod render;
+mod service;
 mod status;
 mod supervise;
 mod version;
@@ -28,10 +29,12 @@ use crate::lifecycle::control::{self, StartOptions, Stopped};
 use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
+pub use crate::service::Scope as ServiceScope;
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 pub use fleet::{gc, ps, GcArgs};
-pub use status::status;
+pub use service::{service_install, service_uninstall, ServiceArgs};
+pub use status::{status, DEFAULT_LIVE_TIMEOUT};
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};
 pub use version::{version, VERSION};
 
@@ -123,6 +126,13 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<ExitCode> {
         detached: args.detached,
         auto_started: args.auto_started,
     };
+    // A container's PID 1 (or a subreaper): an init that reaps orphans stays behind, and this
+    // process goes on as the supervisor (see sys/init.rs). Before the runtime: no threads yet.
+    if !args.detached && crate::sys::init::reaps_orphans() {
+        if let Some(code) = crate::sys::init::split_off_init()? {
+            return Ok(code);
+        }
+    }
     runtime(true)?.block_on(crate::lifecycle::supervisor::run(cfg, opts))?;
     Ok(ExitCode::SUCCESS)
 }

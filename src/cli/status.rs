@@ -1,6 +1,8 @@
-//! `doltctl status`: the state file as a person or a script reads it.
+//! `doltctl status`: the state file as a person or a script reads it; with `--live`, also a
+//! real `SELECT 1` against the recorded server, for readiness probes and `HEALTHCHECK`.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -12,11 +14,18 @@ use crate::lifecycle::state_file::Phase;
 
 use super::{EXIT_NOT_READY, EXIT_NOT_RUNNING, EXIT_ORPHANED};
 
-/// `doltctl status [--json]`: exit 0 ready, 3 not running, 4 not ready, 5 orphaned.
+/// How long `status --live` waits for `SELECT 1` unless told otherwise.
+pub const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `doltctl status [--json] [--live [--timeout D]]`: exit 0 ready, 3 not running, 4 not
+/// ready, 5 orphaned. With `live` (the probe's timeout), the exit code is the probe's: 0 when
+/// the recorded server answered `SELECT 1` within it, else the plain status's code, or 4
+/// (not ready) where that would have been 0: running as recorded, but not answering (stopped
+/// with SIGSTOP, wedged, overloaded). Nothing is ever started.
 ///
 /// An unreadable state file is an error, unless a server of ours runs without a supervisor:
 /// then that is the status (the file's error goes to stderr), never an error that hides it.
-pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
+pub fn status(cfg: &Config, json: bool, live: Option<Duration>) -> Result<ExitCode> {
     let st = match control::status(cfg) {
         Ok(st) => st,
         Err(e @ Error::StateFile { .. }) => {
@@ -38,12 +47,93 @@ pub fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    let live = match live {
+        Some(timeout) => Some(probe_live(&st, cfg, timeout)?),
+        None => None,
+    };
     if json {
-        println!("{:#}", status_json(&st, cfg));
+        let mut v = status_json(&st, cfg);
+        if let (Some(l), Some(obj)) = (&live, v.as_object_mut()) {
+            obj.insert("live".into(), l.json());
+        }
+        println!("{v:#}");
     } else {
         print!("{}", status_text(&st, cfg.restart.max_backoff));
+        if let Some(l) = &live {
+            println!("  live:       {}", l.text());
+        }
     }
-    Ok(ExitCode::from(exit_code(&st)))
+    let code = match &live {
+        None => exit_code(&st),
+        Some(l) => live_exit_code(exit_code(&st), l),
+    };
+    Ok(ExitCode::from(code))
+}
+
+/// What `status --live` found.
+#[derive(Debug, Clone, PartialEq)]
+struct Live {
+    ok: bool,
+    latency_ms: Option<u64>,
+    error: Option<String>,
+}
+
+impl Live {
+    fn failed(error: String) -> Live {
+        Live {
+            ok: false,
+            latency_ms: None,
+            error: Some(error),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"ok": self.ok, "latency_ms": self.latency_ms, "error": self.error})
+    }
+
+    fn text(&self) -> String {
+        match (&self.error, self.latency_ms) {
+            (None, Some(ms)) => format!("SELECT 1 answered in {ms} ms"),
+            (Some(e), _) => format!("SELECT 1 failed: {e}"),
+            (None, None) => "SELECT 1 answered".into(),
+        }
+    }
+}
+
+/// 0 when the server answered; otherwise the plain status's code, with "ready" turned into
+/// "not ready".
+fn live_exit_code(plain: u8, live: &Live) -> u8 {
+    match (live.ok, plain) {
+        (true, _) => 0,
+        (false, 0) => EXIT_NOT_READY,
+        (false, code) => code,
+    }
+}
+
+/// One `SELECT 1` on a fresh connection to the recorded server, within `timeout`. Only a
+/// server that is alive as recorded is asked: a recorded port of a dead server may serve
+/// someone else by now.
+fn probe_live(st: &Status, cfg: &Config, timeout: Duration) -> Result<Live> {
+    let Some(s) = st.state.as_ref().filter(|s| s.port != 0) else {
+        return Ok(Live::failed("no server port is recorded".into()));
+    };
+    let alive = st.server_alive || st.orphan.as_ref().is_some_and(|o| Some(o) == s.server());
+    if !alive {
+        return Ok(Live::failed("no server of this data dir is running".into()));
+    }
+    let mut probe_cfg = cfg.clone();
+    probe_cfg.server.host = s.host.clone();
+    let opts = crate::server::health::probe_opts(&probe_cfg, s.port);
+    let started = Instant::now();
+    let answer = super::runtime(false)?.block_on(crate::server::health::select1(&opts, timeout));
+    Ok(match answer {
+        Ok(()) => Live {
+            ok: true,
+            latency_ms: Some(started.elapsed().as_millis() as u64),
+            error: None,
+        },
+        Err(e) => Live::failed(format!("{e} ({}:{})", s.host, s.port)),
+    })
 }
 
 /// The exit code for a status: 0 ready; 4 while a supervisor runs but its server is not ready;
@@ -311,6 +401,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn live_exit_code_is_0_only_for_an_answer() {
+        let ok = Live {
+            ok: true,
+            latency_ms: Some(1),
+            error: None,
+        };
+        let no = Live::failed("no answer within 2s".into());
+        assert_eq!(live_exit_code(0, &ok), 0);
+        assert_eq!(live_exit_code(4, &ok), 0);
+        assert_eq!(live_exit_code(0, &no), EXIT_NOT_READY);
+        assert_eq!(live_exit_code(3, &no), EXIT_NOT_RUNNING);
+        assert_eq!(live_exit_code(5, &no), EXIT_ORPHANED);
+        assert_eq!(no.json()["ok"], false);
+        assert_eq!(ok.json()["latency_ms"], 1);
     }
 
     #[test]

@@ -314,6 +314,11 @@ fn spawn_supervisor(
         .open(&log_path)
         .at(&log_path)?;
     let mut cmd = std::process::Command::new(&exe);
+    // A detached supervisor is nobody's service: a client run by systemd must not hand it
+    // the client's notification socket.
+    for var in crate::sys::notify::SERVICE_MANAGER_ENV {
+        cmd.env_remove(var);
+    }
     if hooked {
         cmd.arg(SUPERVISOR_MARKER);
     }

@@ -10,6 +10,7 @@ pub mod exclusive;
 pub(crate) mod machine;
 pub mod reclaim;
 pub mod registry;
+pub(crate) mod service_notify;
 pub(crate) mod start_lock;
 pub(crate) mod state_file;
 pub(crate) mod supervisor;

@@ -24,6 +24,7 @@ use crate::lifecycle::driver::{
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
 use crate::lifecycle::registry::Registration;
+use crate::lifecycle::service_notify::ServiceNotify;
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
@@ -163,6 +164,11 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     sup.record.auto_started = opts.auto_started;
     // In the per-user registry (`doltctl ps`) while we live; removed again on every way out.
     sup.registration = Registration::register(&instance, opts.auto_started, &cfg);
+    // Only a foreground `run` is a service manager's main process; a detached supervisor
+    // never speaks for whoever started it.
+    if !opts.detached {
+        sup.notify = crate::sys::notify::Notifier::from_env().map(ServiceNotify::start);
+    }
     tokio::spawn(control.serve(sup.subscribe()));
     sup.record.port = previous.as_ref().map_or(0, |p| p.port);
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
@@ -236,6 +242,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     /// Our entry in the per-user registry (absent in unit tests, or when there is no
     /// registry dir); written again when it is deleted under us.
     registration: Option<Registration>,
+    /// The service manager to notify (a foreground `run` under systemd `Type=notify`).
+    notify: Option<ServiceNotify>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -291,6 +299,7 @@ impl<L: Launcher> Supervisor<L> {
             disk_full: None,
             state_tx: watch::channel(None).0,
             registration: None,
+            notify: None,
         }
     }
 
@@ -397,6 +406,9 @@ impl<L: Launcher> Supervisor<L> {
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         self.state_tx.send_replace(Some(self.record.clone()));
+        if let Some(n) = &mut self.notify {
+            n.publish(&m.phase, &self.record);
+        }
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
         // file stays whole (atomic rename), the control socket serves the state meanwhile,
         // and the next maintenance tick writes it again.

@@ -140,7 +140,11 @@ fn ensure_metrics_disabled(global: &Path) -> Result<()> {
 
 /// `dolt version`, e.g. "2.2.0", run with `env` (see [`dolt_env`]) and a deadline.
 pub async fn version(bin: &Path, env: &[(String, String)]) -> Result<String> {
-    let run = Command::new(bin)
+    let mut run = Command::new(bin);
+    for var in crate::sys::notify::SERVICE_MANAGER_ENV {
+        run.env_remove(var);
+    }
+    let run = run
         .arg("version")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -224,6 +228,10 @@ pub fn launch(
         // Only read by Dolt on the very first start (no privileges.db yet); passed through the
         // environment, never the command line.
         cmd.env("DOLT_ROOT_PASSWORD", &cfg.client.password);
+    }
+    // The service manager's socket is ours: dolt must not notify (or feed a watchdog) for us.
+    for var in crate::sys::notify::SERVICE_MANAGER_ENV {
+        cmd.env_remove(var);
     }
     cmd.arg("sql-server")
         .arg("--config")

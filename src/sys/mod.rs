@@ -3,8 +3,10 @@
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+pub(crate) mod init;
 pub(crate) mod install;
 pub(crate) mod locks;
+pub(crate) mod notify;
 pub(crate) mod process;
 pub(crate) mod tcp_diag;
 pub(crate) mod usage;
