@@ -7,6 +7,7 @@ pub(crate) mod control_socket;
 pub(crate) mod driver;
 pub mod exclusive;
 pub(crate) mod machine;
+pub(crate) mod metrics;
 pub(crate) mod start_lock;
 pub(crate) mod state_file;
 pub(crate) mod supervisor;

@@ -23,6 +23,7 @@ use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
@@ -161,6 +162,21 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
     // leftovers while orphans are stopped below.
     sup.publish();
+    // Before any launch: a metrics address that cannot be bound ends the supervisor, recorded
+    // as its failure, rather than leave a scraper seeing only "down".
+    if let Some(addr) = cfg.metrics.listen {
+        match metrics::bind(addr).await {
+            Ok(listener) => {
+                sup.log
+                    .event(&format!("metrics on http://{addr}/metrics"));
+                tokio::spawn(metrics::serve(listener, sup.vitals.subscribe()));
+            }
+            Err(e) => {
+                sup.finish(Err(&e));
+                return Err(e);
+            }
+        }
+    }
     // The previous supervisor is gone (we hold its lock): a server it recorded that is still
     // alive, and any dolt running this data dir's generated config, is an orphan of ours.
     let orphan = previous.as_ref().and_then(|p| p.server().cloned());
@@ -189,6 +205,9 @@ struct Settings {
     health: HealthConfig,
     /// How long a removed data dir may stay away before the supervisor gives up on it.
     data_dir_grace: Duration,
+    /// Count client connections on each health check even without `idle_timeout` (for the
+    /// metrics).
+    count_clients: bool,
 }
 
 /// The supervisor loop over a launcher (dolt, or a fake in tests).
@@ -223,6 +242,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     disk_full: Option<String>,
     /// The latest state, for the control socket.
     state_tx: watch::Sender<Option<State>>,
+    /// What the metrics endpoint shows.
+    vitals: Vitals,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -257,7 +278,9 @@ impl<L: Launcher> Supervisor<L> {
                 idle_timeout: cfg.server.idle_timeout,
                 health: cfg.health.clone(),
                 data_dir_grace: cfg.restart.failure_window,
+                count_clients: cfg.metrics.listen.is_some(),
             },
+            vitals: Vitals::new(instance.data_dir()),
             instance,
             log,
             record,
@@ -341,7 +364,9 @@ impl<L: Launcher> Supervisor<L> {
     fn apply(&mut self, event: Event) -> Vec<Action> {
         let event = self.annotate(event);
         let before = self.machine.last_error.clone();
-        match self.machine.step(event, Instant::now()) {
+        let now = Instant::now();
+        self.vitals.observe(&self.machine.phase, &event, now);
+        match self.machine.step(event, now) {
             Ok(actions) => {
                 if self.machine.last_error != before {
                     self.record.log_tail = self.log.excerpt(10);
@@ -380,6 +405,7 @@ impl<L: Launcher> Supervisor<L> {
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         self.state_tx.send_replace(Some(self.record.clone()));
+        self.vitals.publish(&self.record);
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
         // file stays whole (atomic rename), the control socket serves the state meanwhile,
         // and the next maintenance tick writes it again.
@@ -666,6 +692,7 @@ impl<L: Launcher> Supervisor<L> {
     async fn watch(&mut self) -> Event {
         let h = self.settings.health.clone();
         let idle_timeout = self.settings.idle_timeout;
+        let count_clients = self.settings.count_clients || !idle_timeout.is_zero();
         let mut missed = 0u32;
         let mut last_client = Instant::now();
         let mut tick = tokio::time::interval(h.interval);
@@ -713,11 +740,16 @@ impl<L: Launcher> Supervisor<L> {
             match health {
                 Ok(()) => {
                     missed = 0;
-                    if idle_timeout.is_zero() {
+                    if !count_clients {
                         continue;
                     }
-                    match probe.client_connections(h.timeout).await {
+                    let clients = probe.client_connections(h.timeout).await;
+                    if let Ok(n) = clients {
+                        self.vitals.set_clients(n);
+                    }
+                    match clients {
                         Ok(n) if n > 0 => last_client = Instant::now(),
+                        Ok(_) if idle_timeout.is_zero() => {}
                         Ok(_) if last_client.elapsed() >= idle_timeout => {
                             if let Some(lock) = try_lock_start(&self.instance) {
                                 self.log.event(&format!(
