@@ -58,7 +58,13 @@ mod tests {
 
     #[test]
     fn a_bad_listen_value_names_the_key_the_line_and_the_fix() {
-        for bad in ["\"9850\"", "\"localhost:9850\"", "\"127.0.0.1:0\"", "\"1.2.3.4:99999\"", "9850"] {
+        for bad in [
+            "\"9850\"",
+            "\"localhost:9850\"",
+            "\"127.0.0.1:0\"",
+            "\"1.2.3.4:99999\"",
+            "9850",
+        ] {
             let text = format!("[metrics]\nlisten = {bad}\n");
             let msg = Config::parse_str(&text, Path::new("/x/doltctl.toml"))
                 .unwrap_err()

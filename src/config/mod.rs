@@ -15,8 +15,8 @@ pub(crate) mod url;
 
 pub use format::Format;
 pub use instance::Instance;
-pub use metrics::{parse_listen, MetricsConfig};
 pub use load::{ConfigSource, CONFIG_ENV, CONFIG_FILE_NAME};
+pub use metrics::{parse_listen, MetricsConfig};
 pub use parse::{parse_duration, parse_size};
 pub use settings::{
     BootstrapConfig, ClientConfig, Config, HealthConfig, LogLevel, LogsConfig, PortSetting,

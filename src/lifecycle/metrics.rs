@@ -244,7 +244,11 @@ async fn answer(mut stream: TcpStream, snapshots: &watch::Receiver<Snapshot>) {
         let body = || render::render(&snapshots.borrow(), Instant::now());
         respond(&head, body)
     } else {
-        Response::plain(431, "Request Header Fields Too Large", "request head too large\n")
+        Response::plain(
+            431,
+            "Request Header Fields Too Large",
+            "request head too large\n",
+        )
     };
     let _ = stream.write_all(&response.to_bytes()).await;
     let _ = stream.shutdown().await;
@@ -364,7 +368,10 @@ mod tests {
         assert!(text.contains("Content-Length: 4\r\nConnection: close\r\n\r\nm 1\n"));
         let head = respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", || "m 1\n".into());
         let text = String::from_utf8(head.to_bytes()).unwrap();
-        assert!(text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -379,15 +386,24 @@ mod tests {
         };
         let ready_at = t0 + Duration::from_millis(1500);
         let at = std::time::SystemTime::now();
-        v.observe(&ServerPhase::Starting(Some(launch.clone())), &Event::Ready { at }, ready_at);
+        v.observe(
+            &ServerPhase::Starting(Some(launch.clone())),
+            &Event::Ready { at },
+            ready_at,
+        );
         assert_eq!(rx.borrow().last_start, Some(Duration::from_millis(1500)));
         assert_eq!(rx.borrow().ready_since, Some(ready_at));
         v.set_clients(2);
-        let running = ServerPhase::Running { launch, ready_at: at };
+        let running = ServerPhase::Running {
+            launch,
+            ready_at: at,
+        };
         v.observe(&running, &Event::Exited("killed".into()), ready_at);
         assert_eq!(rx.borrow().last_exit, Some(ExitReason::Crashed));
         // A stop in backoff ends no server: the reason stays.
-        let backoff = ServerPhase::Backoff { wait: Duration::ZERO };
+        let backoff = ServerPhase::Backoff {
+            wait: Duration::ZERO,
+        };
         v.observe(&backoff, &Event::Stop, ready_at);
         assert_eq!(rx.borrow().last_exit, Some(ExitReason::Crashed));
         v.observe(&running, &Event::Stop, ready_at);

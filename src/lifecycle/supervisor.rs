@@ -167,8 +167,7 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     if let Some(addr) = cfg.metrics.listen {
         match metrics::bind(addr).await {
             Ok(listener) => {
-                sup.log
-                    .event(&format!("metrics on http://{addr}/metrics"));
+                sup.log.event(&format!("metrics on http://{addr}/metrics"));
                 tokio::spawn(metrics::serve(listener, sup.vitals.subscribe()));
             }
             Err(e) => {

@@ -85,7 +85,10 @@ pub(crate) fn render(s: &Snapshot, now: Instant) -> String {
         "doltctl_last_start_duration_seconds",
         "gauge",
         "From launch to the first answered SELECT 1, for the last start that became ready.",
-        &start.into_iter().map(|v| (String::new(), v)).collect::<Vec<_>>(),
+        &start
+            .into_iter()
+            .map(|v| (String::new(), v))
+            .collect::<Vec<_>>(),
     );
     let mut reasons = vec![(
         labels(&[("reason", "none")]),
@@ -108,18 +111,17 @@ pub(crate) fn render(s: &Snapshot, now: Instant) -> String {
         "doltctl_uptime_seconds",
         "gauge",
         "How long dolt sql-server has been ready; 0 when it is not.",
-        &one(s.ready_since.map_or(0.0, |t| {
-            now.saturating_duration_since(t).as_secs_f64()
-        })),
+        &one(s
+            .ready_since
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())),
     );
     metric(
         "doltctl_supervisor_uptime_seconds",
         "gauge",
         "How long the supervisor has run.",
-        &one(
-            now.saturating_duration_since(s.supervisor_started)
-                .as_secs_f64(),
-        ),
+        &one(now
+            .saturating_duration_since(s.supervisor_started)
+            .as_secs_f64()),
     );
     let clients: Vec<_> = s
         .clients
@@ -256,9 +258,15 @@ mod tests {
         };
         let text = render(&s, now);
         assert_eq!(sample(&text, "doltctl_ready"), Some("0"));
-        assert_eq!(sample(&text, "doltctl_phase{phase=\"starting\"}"), Some("1"));
+        assert_eq!(
+            sample(&text, "doltctl_phase{phase=\"starting\"}"),
+            Some("1")
+        );
         assert_eq!(sample(&text, "doltctl_uptime_seconds"), Some("0"));
-        assert_eq!(sample(&text, "doltctl_last_exit_reason{reason=\"none\"}"), Some("1"));
+        assert_eq!(
+            sample(&text, "doltctl_last_exit_reason{reason=\"none\"}"),
+            Some("1")
+        );
         assert!(text.contains("# TYPE doltctl_last_start_duration_seconds gauge\n# HELP"));
         assert!(!text.contains("\ndoltctl_client_connections "), "{text}");
     }
