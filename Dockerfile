@@ -40,7 +40,7 @@ ENV DOLTCTL_CONFIG=/etc/doltctl/doltctl.toml \
     DOLT_DISABLE_EVENT_FLUSH=1 \
     DOLT_ROOT_HOST=%
 USER 10001:10001
-WORKDIR /data
+WORKDIR /home/doltctl
 VOLUME /data
 # MySQL protocol; Prometheus metrics ([metrics] listen in config/docker.toml).
 EXPOSE 3306 9850
