@@ -1,7 +1,8 @@
 //! The container image and the Kubernetes example, checked without Docker or a cluster (this
 //! machine has neither): the image's entrypoint sequence (`scripts/docker-entrypoint.sh`:
 //! `doltctl init`, then `doltctl run` with `config/docker.toml`) runs here against the real
-//! dolt, on a fresh data dir and again on the same one, and the probes of the Dockerfile and
+//! dolt, on a fresh data dir and again on the same one (as the image's non-root user when the
+//! test runs as root, as in CI), and the probes of the Dockerfile and
 //! of `deploy/kubernetes/doltctl.yaml` are run against it as written. The manifests are parsed
 //! (python3 with PyYAML, which scripts/test installs) and checked against the Dockerfile and
 //! the image's config: user, ports, probe commands, grace period.
@@ -31,6 +32,31 @@ struct Container {
     sql_port: u16,
     metrics_port: u16,
     bin_dir: PathBuf,
+    /// The dolt the container runs: the test's dolt, linked where the image's user can run it.
+    dolt: PathBuf,
+    /// The image's user (Dockerfile `USER`), when the test runs as root and can become it.
+    user: Option<(u32, u32)>,
+}
+
+/// The image's `USER uid:gid`.
+fn image_user() -> (u32, u32) {
+    let dockerfile = read("Dockerfile");
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    let (uid, gid) = user.split_once(':').expect("USER uid:gid");
+    (uid.parse().unwrap(), gid.parse().unwrap())
+}
+
+/// Gives the tree under `dir` to `uid:gid`, as the image's volume and home belong to its user.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).unwrap();
+    if dir.is_dir() && !dir.is_symlink() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
 }
 
 impl Container {
@@ -51,6 +77,19 @@ impl Container {
             .unwrap()
             .to_path_buf();
         std::fs::create_dir_all(env.dir.path().join("home")).unwrap();
+        // dolt in a directory of the test: the image's user may not reach the installed one
+        // (~/.local/bin of root). A hard link when it can be one, else a copy.
+        let dolt_dir = env.dir.path().join("bin");
+        std::fs::create_dir_all(&dolt_dir).unwrap();
+        let dolt = dolt_dir.join("dolt");
+        if std::fs::hard_link(dolt_bin(), &dolt).is_err() {
+            std::fs::copy(dolt_bin(), &dolt).unwrap();
+        }
+        // As root (CI), run everything as the image's non-root user, owning the test's tree.
+        let user = nix::unistd::getuid().is_root().then(image_user);
+        if let Some((uid, gid)) = user {
+            chown_tree(env.dir.path(), uid, gid);
+        }
         Container {
             env,
             volume,
@@ -58,6 +97,8 @@ impl Container {
             sql_port,
             metrics_port,
             bin_dir,
+            dolt,
+            user,
         }
     }
 
@@ -74,14 +115,18 @@ impl Container {
         let path = format!(
             "{}:{}:/usr/bin:/bin",
             self.bin_dir.display(),
-            dolt_bin().parent().unwrap().display()
+            self.dolt.parent().unwrap().display()
         );
         let mut c = Command::new(program);
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c.env_clear()
             .env("PATH", path)
             .env("HOME", self.env.dir.path().join("home"))
             .env("DOLTCTL_CONFIG", &self.config)
-            .env("DOLT_BIN", dolt_bin())
+            .env("DOLT_BIN", &self.dolt)
             .env("DOLT_DISABLE_EVENT_FLUSH", "1")
             .env("DOLT_ROOT_HOST", "%")
             .env("DOLT_ROOT_PATH", self.env.root())
@@ -172,6 +217,14 @@ fn the_entrypoint_inits_a_fresh_volume_serves_on_every_interface_and_stops_on_si
     let mut c = Container::new();
     assert!(!c.volume.exists());
     let pid = c.start();
+    if let Some((uid, _)) = c.user {
+        let st = std::fs::metadata(c.volume.join(".doltctl/state.json")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&st),
+            uid,
+            "runs as the image's user"
+        );
+    }
     let log = c.log();
     assert!(
         log.contains("not a loopback address"),
@@ -294,13 +347,10 @@ fn the_kubernetes_example_matches_the_image() {
     assert_eq!(sts["spec"]["replicas"], 1);
 
     // The image's user, ports and healthcheck.
-    let user = dockerfile
-        .lines()
-        .find_map(|l| l.strip_prefix("USER "))
-        .expect("a USER");
-    let (uid, gid) = user.split_once(':').unwrap();
-    assert_eq!(pod["securityContext"]["runAsUser"].to_string(), uid);
-    assert_eq!(pod["securityContext"]["runAsGroup"].to_string(), gid);
+    let (uid, gid) = image_user();
+    assert_eq!(pod["securityContext"]["runAsUser"], uid);
+    assert_eq!(pod["securityContext"]["runAsGroup"], gid);
+    assert_eq!(pod["securityContext"]["fsGroup"], gid);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let doltctl::config::PortSetting::Fixed(sql_port) = cfg.server.port else {
         panic!("the image's config has a fixed port");
