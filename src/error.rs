@@ -166,6 +166,18 @@ pub enum Error {
         holder: Option<(i32, String)>,
     },
 
+    /// The supervisor cannot listen on `[metrics] listen`.
+    #[error(
+        "[metrics] listen = \"{addr}\": cannot listen there: {source}; choose a free port on an \
+         address of this host, or remove [metrics] listen to turn metrics off"
+    )]
+    MetricsListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+
     /// A supervisor already runs for the data dir.
     #[error("another doltctl supervisor{} is already running for {data_dir}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning {

@@ -276,13 +276,14 @@ fn section_with_key(name: &str) -> Option<&'static str> {
     }
     use super::settings::*;
     type Keys = fn() -> Vec<String>;
-    let sections: [(&str, Keys); 6] = [
+    let sections: [(&str, Keys); 7] = [
         ("server", keys::<ServerConfig>),
         ("restart", keys::<RestartConfig>),
         ("logs", keys::<LogsConfig>),
         ("health", keys::<HealthConfig>),
         ("client", keys::<ClientConfig>),
         ("bootstrap", keys::<BootstrapConfig>),
+        ("metrics", keys::<super::metrics::MetricsConfig>),
     ];
     let name = name.to_lowercase().replace('-', "_");
     sections

@@ -7,6 +7,7 @@
 pub(crate) mod format;
 pub(crate) mod instance;
 mod load;
+mod metrics;
 pub(crate) mod names;
 mod parse;
 mod settings;
@@ -15,6 +16,7 @@ pub(crate) mod url;
 pub use format::Format;
 pub use instance::Instance;
 pub use load::{ConfigSource, CONFIG_ENV, CONFIG_FILE_NAME};
+pub use metrics::{parse_listen, MetricsConfig};
 pub use parse::{parse_duration, parse_size};
 pub use settings::{
     BootstrapConfig, ClientConfig, Config, HealthConfig, LogLevel, LogsConfig, PortSetting,

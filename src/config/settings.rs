@@ -28,6 +28,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// `[bootstrap]`: what `doltctl init` sets up.
     pub bootstrap: BootstrapConfig,
+    /// `[metrics]`: the supervisor's Prometheus endpoint (off by default).
+    pub metrics: super::metrics::MetricsConfig,
     /// Where this config came from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -278,6 +280,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             client: ClientConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            metrics: Default::default(),
             source: None,
         }
     }

@@ -11,6 +11,7 @@ pub(crate) mod machine;
 pub mod reclaim;
 pub mod registry;
 pub(crate) mod service_notify;
+pub(crate) mod metrics;
 pub(crate) mod start_lock;
 pub(crate) mod state_file;
 pub(crate) mod supervisor;

@@ -162,6 +162,9 @@ mod tests {
             log_tail: vec![],
             dolt_version: None,
             updated_at: String::new(),
+            clients: None,
+            last_client_at: None,
+            auto_started: false,
         }
     }
 

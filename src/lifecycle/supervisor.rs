@@ -25,6 +25,7 @@ use crate::lifecycle::driver::{
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
 use crate::lifecycle::registry::Registration;
 use crate::lifecycle::service_notify::ServiceNotify;
+use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
@@ -174,6 +175,20 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     // Recorded at once, so `status` sees a supervisor starting rather than the dead one's
     // leftovers while orphans are stopped below.
     sup.publish();
+    // Before any launch: a metrics address that cannot be bound ends the supervisor, recorded
+    // as its failure, rather than leave a scraper seeing only "down".
+    if let Some(addr) = cfg.metrics.listen {
+        match metrics::bind(addr).await {
+            Ok(listener) => {
+                sup.log.event(&format!("metrics on http://{addr}/metrics"));
+                tokio::spawn(metrics::serve(listener, sup.vitals.subscribe()));
+            }
+            Err(e) => {
+                sup.finish(Err(&e));
+                return Err(e);
+            }
+        }
+    }
     // The previous supervisor is gone (we hold its lock): a server it recorded that is still
     // alive, and any dolt running this data dir's generated config, is an orphan of ours.
     let orphan = previous.as_ref().and_then(|p| p.server().cloned());
@@ -244,6 +259,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     registration: Option<Registration>,
     /// The service manager to notify (a foreground `run` under systemd `Type=notify`).
     notify: Option<ServiceNotify>,
+    /// What the metrics endpoint shows.
+    vitals: Vitals,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -282,6 +299,7 @@ impl<L: Launcher> Supervisor<L> {
                 health: cfg.health.clone(),
                 data_dir_grace: cfg.restart.failure_window,
             },
+            vitals: Vitals::new(instance.data_dir()),
             instance,
             log,
             record,
@@ -367,7 +385,9 @@ impl<L: Launcher> Supervisor<L> {
     fn apply(&mut self, event: Event) -> Vec<Action> {
         let event = self.annotate(event);
         let before = self.machine.last_error.clone();
-        match self.machine.step(event, Instant::now()) {
+        let now = Instant::now();
+        self.vitals.observe(&self.machine.phase, &event, now);
+        match self.machine.step(event, now) {
             Ok(actions) => {
                 if self.machine.last_error != before {
                     self.record.log_tail = self.log.excerpt(10);
@@ -409,6 +429,7 @@ impl<L: Launcher> Supervisor<L> {
         if let Some(n) = &mut self.notify {
             n.publish(&m.phase, &self.record);
         }
+        self.vitals.publish(&self.record);
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
         // file stays whole (atomic rename), the control socket serves the state meanwhile,
         // and the next maintenance tick writes it again.
@@ -755,11 +776,12 @@ impl<L: Launcher> Supervisor<L> {
             match health {
                 Ok(()) => {
                     missed = 0;
-                    // Counted on every tick, idle_timeout or not: `doltctl ps` and `gc --idle`
-                    // read the count and the idle time from the state file. One query on the
-                    // probe's open connection.
+                    // Counted on every tick, idle_timeout or not: `doltctl ps`, `gc --idle`
+                    // and the metrics read the count (and the idle time from the state file).
+                    // One query on the probe's open connection.
                     let counted = probe.client_connections(h.timeout).await;
                     if let Ok(n) = counted {
+                        self.vitals.set_clients(n);
                         self.note_clients(n);
                     }
                     match counted {
