@@ -23,9 +23,9 @@ use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::registry::Registration;
 use crate::lifecycle::service_notify::ServiceNotify;
-use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
 use crate::server::dolt::describe_exit;
