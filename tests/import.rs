@@ -397,18 +397,15 @@ fn import_survives_a_server_restart_underneath_without_duplicates() {
         .unwrap();
     // Restart once the import is sending rows.
     let url = env.url();
-    wait_until(
-        "the import to send INSERTs",
-        Duration::from_secs(60),
-        || {
-            block_on(query_i64(
+    wait_until("the import to send rows", Duration::from_secs(60), || {
+        block_on(query_i64(
             &url,
-            "select count(*) from information_schema.processlist where info like 'INSERT INTO%'",
+            "select count(*) from information_schema.processlist \
+             where info like 'INSERT INTO%' or info like 'LOAD DATA%'",
         ))
         .map(|v| v[0] > 0)
         .unwrap_or(false)
-        },
-    );
+    });
     let old = env.server().pid;
     env.doltctl().arg("restart").assert().success();
     assert_ne!(env.server().pid, old);
@@ -427,5 +424,126 @@ fn import_survives_a_server_restart_underneath_without_duplicates() {
         rows(&env, "select count(distinct id) from t"),
         vec![vec![Some(n.to_string())]]
     );
+    env.stop();
+}
+
+#[test]
+fn load_data_takes_every_value_exactly_as_the_insert_path_would() {
+    // Every column type the fast path vouches for, with the values that trip LOAD DATA up:
+    // NULL against "", tabs, backslashes, line breaks, `\N` as text, extremes of each range.
+    let schema =
+        "create table t (id bigint primary key, ti tinyint unsigned, d decimal(6,2) not null, \
+                  f double, s varchar(8), tx text, dt date, ts datetime(3))";
+    let csv = "id,ti,d,f,s,tx,dt,ts\n\
+               1,255,9999.99,1.5e3,\"\",\"tab\there\",2024-02-29,2024-01-01 23:59:59.999\n\
+               2,,-9999.99,-0.25,,\"back\\\\slash \\N and \"\"quotes\"\"\",1000-01-01,2024-01-01\n\
+               -9223372036854775808,0,0,0,\"äöüßéèêë\",\"line\nbreak\r\nand crlf\",9999-12-31,2024-06-30 12:00:00\n";
+    let expected = [
+        vec![
+            "-9223372036854775808",
+            "0",
+            "0.00",
+            "0",
+            "äöüßéèêë",
+            "line\nbreak\r\nand crlf",
+            "9999-12-31",
+            "2024-06-30 12:00:00",
+        ],
+        vec![
+            "1",
+            "255",
+            "9999.99",
+            "1500",
+            "",
+            "tab\there",
+            "2024-02-29",
+            "2024-01-01 23:59:59.999",
+        ],
+        vec![
+            "2",
+            "NULL",
+            "-9999.99",
+            "-0.25",
+            "NULL",
+            "back\\\\slash \\N and \"quotes\"",
+            "1000-01-01",
+            "2024-01-01 00:00:00",
+        ],
+    ];
+    let q = "select id, ti, d, f, s, tx, dt, date_format(ts, '%Y-%m-%d %H:%i:%s.%f') from t order by id";
+    let mut results = Vec::new();
+    // Once with LOAD DATA, once with INSERTs (the server refusing LOAD DATA LOCAL).
+    for (local_infile, path) in [(1, "LOAD DATA"), (0, "INSERTs")] {
+        let env = env_with(schema);
+        sql(
+            &env,
+            "app",
+            &format!("set global local_infile = {local_infile}"),
+        );
+        let file = write(&env, "t.csv", csv.as_bytes());
+        let out = ok(&import(&env, &file, &[]));
+        assert!(out.contains("imported 3 rows"), "{out}");
+        assert!(out.contains(path), "{path}: {out}");
+        results.push(rows(&env, q));
+        env.stop();
+    }
+    assert_eq!(
+        results[0], results[1],
+        "LOAD DATA and INSERTs load the same values"
+    );
+    let got = &results[0];
+    assert_eq!(got.len(), 3);
+    for (g, e) in got.iter().zip(&expected) {
+        let g: Vec<String> = g
+            .iter()
+            .map(|v| v.clone().unwrap_or("NULL".into()))
+            .collect();
+        let mut e: Vec<String> = e.iter().map(|v| v.to_string()).collect();
+        // DATETIME(3) shows 6 fraction digits through date_format.
+        e[7] = match e[7].split_once('.') {
+            Some((a, f)) => format!("{a}.{f:0<6}"),
+            None => format!("{}.000000", e[7]),
+        };
+        assert_eq!(g, e);
+    }
+}
+
+#[test]
+fn values_load_data_would_coerce_go_through_inserts_and_keep_their_errors() {
+    let env = env_with(
+        "create table t (id int primary key, d decimal(5,1), s varchar(3), n int not null)",
+    );
+    // Each file has one value LOAD DATA would silently change; the INSERT path decides.
+    let cases = [
+        ("id,d,s,n\n1,1.5,abc,1\n2,2.25,x,2\n", None), // rounding: Dolt's INSERT rounds too
+        ("id,d,s,n\n1,1.5,abcd,1\n", Some("rows.csv:2:")), // too long
+        ("id,d,s,n\n1,1.5,a,1\n1,1.5,b,2\n", Some("rows.csv:3:")), // duplicate key
+        ("id,d,s,n\n1,1.5,a,\n", Some("rows.csv:2:")), // NULL into NOT NULL
+        ("id,d,s,n\n1,1.5,a,12x\n", Some("rows.csv:2:")), // not a number
+    ];
+    for (csv, error) in cases {
+        sql(&env, "app", "delete from t");
+        let file = write(&env, "rows.csv", csv.as_bytes());
+        let out = import(&env, &file, &["--table", "t"]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        match error {
+            None => {
+                assert!(out.status.success(), "{csv}: {stderr}");
+                assert!(stdout.contains("INSERTs"), "{csv}: not LOAD DATA: {stdout}");
+            }
+            Some(at) => {
+                assert_eq!(out.status.code(), Some(1), "{csv}: {stdout}");
+                assert!(stderr.contains(at), "{csv}: {stderr}");
+                assert!(
+                    stderr.contains("nothing from this file was imported"),
+                    "{stderr}"
+                );
+                assert_eq!(count(&env, "t"), 0, "{csv}: rolled back");
+            }
+        }
+    }
     env.stop();
 }

@@ -5,9 +5,10 @@
 //!   parameters (bytes, never re-formatted), the session time zone is UTC so temporal values
 //!   are not converted, an empty unquoted CSV field and a JSON `null` are NULL while `""` is
 //!   the empty string. CSV columns map by header name, JSONL columns by key.
-//! - Rows go in multi-row INSERTs of `batch` rows. Any error rolls the whole import back; the
-//!   error names the file, the 1-based line (the CSV header is line 1) and the server's
-//!   message. A failed batch is replayed row by row inside the transaction to find the line.
+//! - Rows go in multi-row INSERTs of `batch` rows (CSV: or one `LOAD DATA`, see below). Any
+//!   error rolls the whole import back; the error names the file, the 1-based line (the CSV
+//!   header is line 1) and the server's message. A failed batch is replayed row by row
+//!   inside the transaction to find the line.
 //! - A transient error (a server restart underneath) abandons the attempt, whose transaction
 //!   the server drops with the connection, and starts again from the first line on a new
 //!   connection with the client's backoff, so no row arrives twice.
@@ -16,15 +17,10 @@
 //!   failure resets it to the commit it was at (`DOLT_RESET('--hard', <hash>)`), so nothing
 //!   remains in that case too; otherwise the error says what may remain.
 //!
-//! Why prepared multi-row INSERTs and not `LOAD DATA LOCAL INFILE` (measured with Dolt 2.2.0,
-//! issue 10): the server's INSERT path is the bottleneck (doltctl spends ~0.2 s of CPU on a
-//! 100,000-row CSV that takes ~3 s), and `LOAD DATA LOCAL` is faster (2.3 s against 2.6 s for
-//! `dolt table import` in the same run) but needs `SET GLOBAL local_infile = 1` and coerces
-//! silently even under `STRICT_TRANS_TABLES`: a duplicate primary key row is dropped, a too
-//! long VARCHAR is cut, `2024-02-30` becomes `0000-00-00`, 300 in a TINYINT becomes 127, 1.5
-//! becomes 2 and a missing trailing field NULL, all without an error. Using it would need a
-//! client-side check of every value against its column type plus a check of the rows
-//! affected, with these INSERTs as the fallback that finds the line.
+//! CSV goes through `LOAD DATA LOCAL` when every value provably goes in unchanged, and through
+//! the INSERTs above otherwise (see `load_data`): Dolt's INSERT path is the bottleneck (doltctl
+//! spends ~0.15 s of CPU on a 100,000-row CSV that takes ~3 s), and `LOAD DATA` is about 1.5x
+//! faster, but coerces silently.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -117,6 +113,9 @@ pub struct Summary {
     pub attempts: u32,
     /// The Dolt commit, with `commit`.
     pub commit: Option<String>,
+    /// CSV: the rows went in with one `LOAD DATA` (every value provably unchanged), not
+    /// with INSERTs.
+    pub load_data: bool,
 }
 
 impl Summary {
@@ -132,13 +131,18 @@ impl std::fmt::Display for Summary {
         match &self.table {
             Some(t) => write!(
                 f,
-                "imported {} row{} from {} into {}.{} in {secs:.2} s ({:.0} rows/s)",
+                "imported {} row{} from {} into {}.{} in {secs:.2} s ({:.0} rows/s, {})",
                 self.rows,
                 if self.rows == 1 { "" } else { "s" },
                 self.path.display(),
                 self.db,
                 t,
-                self.rows_per_second()
+                self.rows_per_second(),
+                if self.load_data {
+                    "LOAD DATA"
+                } else {
+                    "INSERTs"
+                }
             )?,
             None => write!(
                 f,
@@ -180,6 +184,8 @@ struct Shared {
     start: Mutex<Option<(bool, String)>>,
     attempts: AtomicU32,
     last_transient: Mutex<Option<String>>,
+    /// The last attempt loaded its rows with `LOAD DATA`.
+    load_data: AtomicBool,
 }
 
 impl Shared {
@@ -349,6 +355,7 @@ async fn attempt(conn: &mut Conn, job: &Job, sh: &Shared) -> Attempt {
         );
     }
     sh.set_line(None);
+    sh.load_data.store(false, Ordering::SeqCst);
     conn.query_drop("SET time_zone = '+00:00'").await?;
     if sh.implicit_commit.load(Ordering::SeqCst) {
         // An earlier attempt ran DDL before the connection failed: undo it first.
@@ -454,6 +461,7 @@ async fn attempt(conn: &mut Conn, job: &Job, sh: &Shared) -> Attempt {
         elapsed: Duration::ZERO,
         attempts: 0,
         commit,
+        load_data: sh.load_data.load(Ordering::SeqCst),
     }))
 }
 
@@ -492,21 +500,36 @@ pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// A table's columns: (name, is JSON), in table order.
+/// A table's columns, in table order.
 async fn table_columns(
     conn: &mut Conn,
     job: &Job,
     table: &str,
-) -> std::result::Result<Vec<(String, bool)>, Failure> {
-    let cols: Vec<(String, String)> = conn
+) -> std::result::Result<Vec<ColumnInfo>, Failure> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, \
+             CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
+             CHARACTER_SET_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = DATABASE() AND LOWER(TABLE_NAME) = LOWER(?) \
              ORDER BY ORDINAL_POSITION",
             (table,),
         )
         .await?;
-    if cols.is_empty() {
+    if rows.is_empty() {
         return Err(Failure::File(Error::Import {
             path: job.spec.path.clone(),
             line: None,
@@ -517,9 +540,37 @@ async fn table_columns(
             ),
         }));
     }
-    Ok(cols
+    Ok(rows
         .into_iter()
-        .map(|(n, t)| (n, t.eq_ignore_ascii_case("json")))
+        .map(
+            |(
+                name,
+                data_type,
+                column_type,
+                nullable,
+                default,
+                extra,
+                char_max,
+                precision,
+                scale,
+                fsp,
+                charset,
+            )| {
+                ColumnInfo {
+                    name,
+                    data_type,
+                    column_type,
+                    nullable: nullable.eq_ignore_ascii_case("yes"),
+                    has_default: default.is_some(),
+                    extra,
+                    char_max,
+                    precision,
+                    scale,
+                    fsp,
+                    charset,
+                }
+            },
+        )
         .collect())
 }
 
@@ -540,12 +591,14 @@ fn open(job: &Job) -> std::result::Result<BufReader<std::fs::File>, Failure> {
 
 mod batch;
 pub(crate) mod csv;
+mod load_data;
 mod progress;
 mod rows;
 mod sql;
 
 use crate::client::sqlsplit::{commits_implicitly, is_transaction_control};
 use batch::Batcher;
+use load_data::ColumnInfo;
 use progress::Progress;
 use rows::{load_csv, load_jsonl};
 use sql::run_sql;

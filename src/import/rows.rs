@@ -2,11 +2,11 @@
 
 use super::*;
 
-/// Matches file column names to the table's (case-insensitively, as MySQL does).
-fn match_column<'c>(table_cols: &'c [(String, bool)], name: &str) -> Option<&'c (String, bool)> {
+/// Matches a file column name to the table's (case-insensitively, as MySQL does): its index.
+fn match_column(table_cols: &[ColumnInfo], name: &str) -> Option<usize> {
     table_cols
         .iter()
-        .find(|(c, _)| c.eq_ignore_ascii_case(name))
+        .position(|c| c.name.eq_ignore_ascii_case(name))
 }
 
 pub(super) async fn load_csv(
@@ -23,6 +23,7 @@ pub(super) async fn load_csv(
         return Ok((0, 0));
     };
     let mut columns = Vec::new();
+    let mut indices = Vec::new();
     for (i, f) in header.fields.iter().enumerate() {
         let name = f.as_deref().unwrap_or_default();
         if name.is_empty() {
@@ -32,7 +33,7 @@ pub(super) async fn load_csv(
                 format!("column {} of the header has no name", i + 1),
             ));
         }
-        let Some((col, _)) = match_column(&table_cols, name) else {
+        let Some(index) = match_column(&table_cols, name) else {
             return Err(file_error(
                 job,
                 header.line,
@@ -41,13 +42,13 @@ pub(super) async fn load_csv(
                      (its columns: {})",
                     table_cols
                         .iter()
-                        .map(|(c, _)| c.as_str())
+                        .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
             ));
         };
-        let q = quote_ident(col);
+        let q = quote_ident(&table_cols[index].name);
         if columns.contains(&q) {
             return Err(file_error(
                 job,
@@ -56,6 +57,14 @@ pub(super) async fn load_csv(
             ));
         }
         columns.push(q);
+        indices.push(index);
+    }
+    match fast_path(conn, job, table, &table_cols, &columns, &indices, progress).await? {
+        Some(rows) => {
+            sh.load_data.store(true, Ordering::SeqCst);
+            return Ok((rows, 0));
+        }
+        None => reader = reopen_after_header(job)?,
     }
     let width = columns.len();
     let mut batch = Batcher::new(job, sh, table);
@@ -81,6 +90,67 @@ pub(super) async fn load_csv(
     }
     batch.flush(conn).await?;
     Ok((batch.rows, 0))
+}
+
+/// The CSV's rows through `LOAD DATA` when every value provably goes in unchanged (see
+/// `load_data`): the rows loaded, or `None` when the INSERT path must load them (after a
+/// rollback of anything the attempt loaded).
+async fn fast_path(
+    conn: &mut Conn,
+    job: &Job,
+    table: &str,
+    table_cols: &[ColumnInfo],
+    columns: &[String],
+    indices: &[usize],
+    progress: &mut Progress,
+) -> std::result::Result<Option<u64>, Failure> {
+    let checks = match load_data::plan(table_cols, indices) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::debug!("import: INSERTs, not LOAD DATA: {why}");
+            return Ok(None);
+        }
+    };
+    if !load_data::enabled(conn).await? {
+        tracing::debug!("import: INSERTs, not LOAD DATA: the server has local_infile off");
+        return Ok(None);
+    }
+    let reader = reopen_after_header(job)?;
+    let counters = Arc::new(load_data::Counters::default());
+    let outcome = {
+        let load = load_data::load(conn, reader, table, columns, checks, counters.clone());
+        tokio::pin!(load);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = &mut load => break r?,
+                _ = tick.tick() => progress.tick(
+                    counters.rows.load(Ordering::Relaxed),
+                    counters.bytes.load(Ordering::Relaxed),
+                ),
+            }
+        }
+    };
+    match outcome {
+        load_data::Outcome::Loaded(rows) => Ok(Some(rows)),
+        load_data::Outcome::Csv(e) => Err(file_error(job, e.line, e.message)),
+        load_data::Outcome::Declined(why) => {
+            tracing::debug!("import: LOAD DATA declined ({why}); loading with INSERTs");
+            conn.query_drop("ROLLBACK").await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The CSV file again, positioned after its header record.
+fn reopen_after_header(
+    job: &Job,
+) -> std::result::Result<crate::import::csv::Reader<BufReader<std::fs::File>>, Failure> {
+    let mut reader = crate::import::csv::Reader::new(open(job)?);
+    reader
+        .next_record()
+        .map_err(|e| file_error(job, e.line, e.message))?;
+    Ok(reader)
 }
 
 pub(super) async fn load_jsonl(
@@ -126,15 +196,17 @@ pub(super) async fn load_jsonl(
         let mut columns = Vec::with_capacity(obj.len());
         let mut values = Vec::with_capacity(obj.len());
         for (key, raw) in obj {
-            let Some((col, is_json)) = match_column(&table_cols, &key) else {
+            let Some(index) = match_column(&table_cols, &key) else {
                 return Err(file_error(
                     job,
                     line,
                     format!("key {key:?} is not a column of table {table:?}"),
                 ));
             };
-            columns.push(quote_ident(col));
-            values.push(json_value(raw.get(), *is_json).map_err(|m| file_error(job, line, m))?);
+            let col = &table_cols[index];
+            columns.push(quote_ident(&col.name));
+            values
+                .push(json_value(raw.get(), col.is_json()).map_err(|m| file_error(job, line, m))?);
         }
         if columns.is_empty() {
             return Err(file_error(job, line, "an empty object: no columns".into()));

@@ -196,6 +196,9 @@ pub fn write_config(cfg: &Config, instance: &Instance, spec: &LaunchSpec) -> Res
             "max_connections": cfg.server.max_connections,
         },
         "data_dir": instance.data_dir(),
+        // `doltctl import` loads CSV through `LOAD DATA LOCAL` when that is exact (see
+        // import/load_data.rs). The server only allows it; each client still opts in.
+        "system_variables": { "local_infile": 1 },
     });
     let path = instance.dolt_config();
     let text =
