@@ -506,20 +506,7 @@ async fn table_columns(
     job: &Job,
     table: &str,
 ) -> std::result::Result<Vec<ColumnInfo>, Failure> {
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        Option<u64>,
-        Option<u64>,
-        Option<u64>,
-        Option<u64>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = conn
+    let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, \
              CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
@@ -540,37 +527,24 @@ async fn table_columns(
             ),
         }));
     }
+    // Read by position; NULLs (no length, no precision, no default) are `None`.
+    let text = |r: &mysql_async::Row, i: usize| r.get::<Option<String>, _>(i).flatten();
+    let number = |r: &mysql_async::Row, i: usize| r.get::<Option<u64>, _>(i).flatten();
     Ok(rows
-        .into_iter()
-        .map(
-            |(
-                name,
-                data_type,
-                column_type,
-                nullable,
-                default,
-                extra,
-                char_max,
-                precision,
-                scale,
-                fsp,
-                charset,
-            )| {
-                ColumnInfo {
-                    name,
-                    data_type,
-                    column_type,
-                    nullable: nullable.eq_ignore_ascii_case("yes"),
-                    has_default: default.is_some(),
-                    extra,
-                    char_max,
-                    precision,
-                    scale,
-                    fsp,
-                    charset,
-                }
-            },
-        )
+        .iter()
+        .map(|r| ColumnInfo {
+            name: text(r, 0).unwrap_or_default(),
+            data_type: text(r, 1).unwrap_or_default(),
+            column_type: text(r, 2).unwrap_or_default(),
+            nullable: text(r, 3).is_some_and(|n| n.eq_ignore_ascii_case("yes")),
+            has_default: text(r, 4).is_some(),
+            extra: text(r, 5).unwrap_or_default(),
+            char_max: number(r, 6),
+            precision: number(r, 7),
+            scale: number(r, 8),
+            fsp: number(r, 9),
+            charset: text(r, 10),
+        })
         .collect())
 }
 
