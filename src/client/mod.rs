@@ -159,7 +159,7 @@ impl Client {
     /// The running server, if any. A pure read: the state file plus identity checks of the
     /// supervisor and server it names; a stale file never yields a dead port.
     pub fn running(&self) -> Result<Option<ConnectionInfo>> {
-        let st = control::status(&self.cfg)?;
+        let st = control::supervised_status(&self.cfg)?;
         Ok(match &st.state {
             Some(s) if st.is_ready() => Some(self.info_from(s)),
             _ => None,
@@ -189,7 +189,7 @@ impl Client {
 
     /// [`Client::ensure`], with the server process.
     async fn ensure_server(&self) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
-        let st = control::status(&self.cfg)?;
+        let st = control::supervised_status(&self.cfg)?;
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
             return Ok((self.check_access(self.info_from(s))?, s.server().cloned()));
         }
@@ -249,15 +249,17 @@ impl Client {
         last: &Option<ConnectionInfo>,
     ) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
         let server_of = |s: &crate::State| s.server().cloned();
-        let st = control::status(&self.cfg)?;
+        let st = control::supervised_status(&self.cfg)?;
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
             return Ok((self.check_access(self.info_from(s))?, server_of(s)));
         }
         // A supervisor at work (starting, restarting): wait for its server to be ready, which
         // it records within milliseconds, rather than knocking on a port that is not open yet.
         let deadline = std::time::Instant::now() + self.cfg.client.retry_window;
+        let instance = Instance::new(&self.cfg.data_dir);
+        let mut watcher = None;
         loop {
-            let st = control::status(&self.cfg)?;
+            let st = control::supervised_status(&self.cfg)?;
             if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
                 return Ok((self.check_access(self.info_from(s))?, server_of(s)));
             }
@@ -272,7 +274,9 @@ impl Client {
                 // Let the connect attempt fail and be retried like any refused connection.
                 return Ok((self.info_from(s), None));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let wait = left.clamp(Duration::from_millis(10), Duration::from_millis(250));
+            control::next_change(&mut watcher, &instance, wait).await;
         }
         match last {
             Some(l) if self.autostart_allowed().is_err() => Ok((l.clone(), None)),

@@ -104,22 +104,50 @@ pub fn status(cfg: &Config) -> Result<Status> {
     Ok(status_of(instance, state))
 }
 
-fn status_of(instance: Instance, state: Option<State>) -> Status {
+/// Like [`status`], without looking for orphans (`orphan` is always `None`), which takes a
+/// scan of every process: what clients use, many at once at a cold start. An orphan does not
+/// matter to them: the supervisor a start launches stops it before its own launch.
+pub fn supervised_status(cfg: &Config) -> Result<Status> {
+    let instance = Instance::new(&cfg.data_dir);
+    let state = current_state(&instance)?;
+    Ok(status_without_orphans(instance, state))
+}
+
+fn status_without_orphans(instance: Instance, state: Option<State>) -> Status {
     let supervisor_alive = state.as_ref().is_some_and(|s| s.supervisor_alive());
     let server_alive = state.as_ref().is_some_and(|s| s.server_alive());
-    let orphan = if supervisor_alive {
-        None
-    } else {
-        unsupervised_servers(&instance, state.as_ref())
-            .into_iter()
-            .next()
-    };
     Status {
         instance,
         state,
         supervisor_alive,
         server_alive,
-        orphan,
+        orphan: None,
+    }
+}
+
+fn status_of(instance: Instance, state: Option<State>) -> Status {
+    let mut st = status_without_orphans(instance, state);
+    if !st.supervisor_alive {
+        st.orphan = unsupervised_servers(&st.instance, st.state.as_ref())
+            .into_iter()
+            .next();
+    }
+    st
+}
+
+/// Waits for the supervisor's next state, at most `max`: through `watcher` once it is
+/// connected (a supervisor that goes away ends it at once), else 10 ms, then tries to
+/// connect one for the next wait.
+pub(crate) async fn next_change(watcher: &mut Option<Watcher>, instance: &Instance, max: Duration) {
+    match watcher.as_mut() {
+        Some(w) => match tokio::time::timeout(max, w.next()).await {
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => *watcher = None,
+        },
+        None => {
+            tokio::time::sleep(max.min(Duration::from_millis(10))).await;
+            *watcher = Watcher::connect(instance).await;
+        }
     }
 }
 
@@ -133,13 +161,13 @@ fn current_state(instance: &Instance) -> Result<Option<State>> {
     State::read(&instance.state_file())
 }
 
-/// Like [`status`], but a malformed state file counts as none: `start` replaces it (the
-/// supervisor lock, not the state file, is what keeps supervisors unique).
+/// Like [`supervised_status`], but a malformed state file counts as none: `start` replaces it
+/// (the supervisor lock, not the state file, is what keeps supervisors unique).
 fn status_for_start(cfg: &Config) -> Result<Status> {
-    match status(cfg) {
+    match supervised_status(cfg) {
         Err(e @ Error::StateFile { .. }) => {
             tracing::warn!("{e}");
-            Ok(status_of(Instance::new(&cfg.data_dir), None))
+            Ok(status_without_orphans(Instance::new(&cfg.data_dir), None))
         }
         other => other,
     }
@@ -203,7 +231,7 @@ fn refuse_writable_for_read_only(cfg: &Config, state: State) -> Result<State> {
 
 async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     // Fast path, no lock: a running server is the common case for clients.
-    let current = status(cfg).ok();
+    let current = supervised_status(cfg).ok();
     if let Some(st) = &current {
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
             return Ok(s.clone());
@@ -524,18 +552,7 @@ async fn wait_ready(
         // Woken by the supervisor's next state rather than polling; still looking at the
         // child and the deadline every 250 ms.
         let left = deadline.saturating_duration_since(Instant::now());
-        match watcher.as_mut() {
-            Some(w) => {
-                match tokio::time::timeout(left.min(Duration::from_millis(250)), w.next()).await {
-                    Ok(Some(_)) | Err(_) => {}
-                    Ok(None) => watcher = None,
-                }
-            }
-            None => {
-                tokio::time::sleep(left.min(Duration::from_millis(10))).await;
-                watcher = Watcher::connect(instance).await;
-            }
-        }
+        next_change(&mut watcher, instance, left.min(Duration::from_millis(250))).await;
     }
 }
 

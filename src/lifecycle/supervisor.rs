@@ -425,11 +425,6 @@ impl<L: Launcher> Supervisor<L> {
         self.record.restarts = m.restarts;
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
-        self.state_tx.send_replace(Some(self.record.clone()));
-        if let Some(n) = &mut self.notify {
-            n.publish(&m.phase, &self.record);
-        }
-        self.vitals.publish(&self.record);
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
         // file stays whole (atomic rename), the control socket serves the state meanwhile,
         // and the next maintenance tick writes it again.
@@ -449,6 +444,13 @@ impl<L: Launcher> Supervisor<L> {
                 self.unwritten = true;
             }
         }
+        // Told after the file is written: whoever a change wakes (watchers of the control
+        // socket, systemd) then finds the same state on disk.
+        self.state_tx.send_replace(Some(self.record.clone()));
+        if let Some(n) = &mut self.notify {
+            n.publish(&self.machine.phase, &self.record);
+        }
+        self.vitals.publish(&self.record);
     }
 
     /// Housekeeping on every health tick, in every waiting phase: puts back runtime files
