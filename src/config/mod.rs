@@ -6,6 +6,7 @@
 
 pub(crate) mod format;
 pub(crate) mod instance;
+mod cluster;
 mod load;
 mod metrics;
 pub(crate) mod names;
@@ -13,6 +14,7 @@ mod parse;
 mod settings;
 pub(crate) mod url;
 
+pub use cluster::{ClusterConfig, PeerConfig};
 pub use format::Format;
 pub use instance::Instance;
 pub use load::{ConfigSource, CONFIG_ENV, CONFIG_FILE_NAME};
