@@ -18,7 +18,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, HealthConfig, Instance};
 use crate::error::{Error, Result};
+use crate::lifecycle::cluster::controller::Controller;
+use crate::lifecycle::cluster::ClusterView;
 use crate::lifecycle::control_socket::ControlSocket;
+use crate::server::cluster::{Role, SharedStartRole, StartRole};
 use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
@@ -159,7 +162,17 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         instance.data_dir().display(),
         if opts.detached { " (detached)" } else { "" }
     ));
-    let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
+    let mut launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
+    // A cluster node: every launch starts dolt in the role its controller holds.
+    let start_role = cfg.cluster.as_ref().map(|_| {
+        SharedStartRole::new(StartRole {
+            role: Role::Standby,
+            epoch: 0,
+        })
+    });
+    if let Some(r) = &start_role {
+        launcher = launcher.with_start_role(r.clone());
+    }
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.lock = Some(lock);
     sup.record.auto_started = opts.auto_started;
@@ -203,6 +216,21 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         sup.finish(Err(&e));
         drop(sup.registration.take());
         return Err(e);
+    }
+    // The cluster controller decides the first role (etcd must answer) before the first
+    // launch, then runs beside the loop.
+    if let Some(role) = start_role {
+        match Controller::prepare(&cfg, sup.log.clone(), role).await {
+            Ok((ctrl, view)) => {
+                sup.cluster_view = Some(view);
+                tokio::spawn(ctrl.run(sup.subscribe()));
+            }
+            Err(e) => {
+                sup.finish(Err(&e));
+                drop(sup.registration.take());
+                return Err(e);
+            }
+        }
     }
     sup.drive().await;
     sup.finish(Ok(()));
@@ -261,6 +289,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     notify: Option<ServiceNotify>,
     /// What the metrics endpoint shows.
     vitals: Vitals,
+    /// A cluster node's role, from its controller (`[cluster]`).
+    cluster_view: Option<watch::Receiver<ClusterView>>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -288,6 +318,7 @@ impl<L: Launcher> Supervisor<L> {
             clients: None,
             last_client_at: None,
             auto_started: false,
+            cluster: None,
         };
         Supervisor {
             launcher,
@@ -318,6 +349,7 @@ impl<L: Launcher> Supervisor<L> {
             state_tx: watch::channel(None).0,
             registration: None,
             notify: None,
+            cluster_view: None,
         }
     }
 
@@ -423,6 +455,9 @@ impl<L: Launcher> Supervisor<L> {
             ServerPhase::Idle => PhaseRecord::Idle,
         };
         self.record.restarts = m.restarts;
+        if let Some(v) = &mut self.cluster_view {
+            self.record.cluster = Some(v.borrow_and_update().clone());
+        }
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         self.state_tx.send_replace(Some(self.record.clone()));
@@ -493,7 +528,11 @@ impl<L: Launcher> Supervisor<L> {
         if self.lock.is_some() && !self.lock_is_in_place() {
             self.restore_runtime_files();
         }
-        if self.unwritten {
+        let role_changed = self
+            .cluster_view
+            .as_ref()
+            .is_some_and(|v| v.has_changed().unwrap_or(false));
+        if self.unwritten || role_changed {
             self.publish();
         }
         if let Some(r) = &mut self.registration {
