@@ -258,6 +258,7 @@ mod tests {
             clients: Some(2),
             last_client_at: Some("2026-11-28T21:00:00.500Z".into()),
             auto_started: true,
+            cluster: None,
         }
     }
 
