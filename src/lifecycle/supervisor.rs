@@ -219,11 +219,13 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     }
     // The cluster controller decides the first role (etcd must answer) before the first
     // launch, then runs beside the loop.
+    let mut cluster_task = None;
     if let Some(role) = start_role {
         match Controller::prepare(&cfg, sup.log.clone(), role).await {
             Ok((ctrl, view)) => {
                 sup.cluster_view = Some(view);
-                tokio::spawn(ctrl.run(sup.subscribe()));
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                cluster_task = Some((stop, tokio::spawn(ctrl.run(sup.subscribe(), stopped))));
             }
             Err(e) => {
                 sup.finish(Err(&e));
@@ -233,6 +235,10 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         }
     }
     sup.drive().await;
+    if let Some((stop, task)) = cluster_task {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     sup.finish(Ok(()));
     // Before the supervisor lock goes (with `sup`): a successor's entry is never removed.
     drop(sup.registration.take());

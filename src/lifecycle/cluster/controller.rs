@@ -43,7 +43,10 @@ pub(crate) struct Controller {
     stale_lease: Option<i64>,
     view: watch::Sender<ClusterView>,
     last_note: String,
-    rejoin: Rejoin,
+    /// The rejoin checker, while no check runs (a check runs as a task of its own, so it never
+    /// delays a renewal).
+    rejoin: Option<Rejoin>,
+    rejoin_task: Option<tokio::task::JoinHandle<Rejoin>>,
     /// The own dolt as the supervisor last published it.
     server: Option<ProcessIdentity>,
     /// Ticks since the own dolt's role was last asked (a standby asks about once a second).
@@ -102,11 +105,23 @@ impl Controller {
             stale_lease: None,
             view,
             last_note: String::new(),
-            rejoin: Rejoin::new(&cluster),
+            rejoin: Some(Rejoin::new(cfg)),
+            rejoin_task: None,
             server: None,
             role_check: 0,
             cluster,
         };
+        // A lease this node held in an earlier life (its supervisor was killed): released, so
+        // the election below starts from a clean slate rather than waiting for the TTL.
+        let mut observed = observed;
+        if let Some(l) = observed.leader.clone().filter(|l| l.node == c.cluster.node) {
+            c.etcd.revoke(l.lease).await?;
+            c.log.event(&format!(
+                "cluster: released the lease this node held before its supervisor restarted (epoch {})",
+                l.epoch
+            ));
+            observed = c.etcd.observe().await?;
+        }
         let handover_elsewhere = observed
             .handover
             .as_deref()
@@ -153,7 +168,14 @@ impl Controller {
     }
 
     /// Runs until the supervisor ends (the state channel closes).
-    pub(crate) async fn run(mut self, mut state: watch::Receiver<Option<State>>) {
+    /// Runs until the supervisor ends (`stop` fires, or the state channel closes); a primary
+    /// then releases its lease, so a standby takes over at once instead of after the TTL (its
+    /// dolt is already stopped: the supervisor's loop has ended).
+    pub(crate) async fn run(
+        mut self,
+        mut state: watch::Receiver<Option<State>>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
         loop {
             let tick = if self.holding.is_some() {
                 renew_every(self.cluster.lease_ttl)
@@ -161,11 +183,22 @@ impl Controller {
                 renew_every(self.cluster.lease_ttl).min(Duration::from_millis(250))
             };
             tokio::select! {
-                changed = state.changed() => if changed.is_err() { return },
+                changed = state.changed() => if changed.is_err() { break },
+                _ = &mut stop => break,
                 _ = tokio::time::sleep(tick) => {}
             }
             let snapshot = state.borrow_and_update().clone();
             self.step(snapshot.as_ref()).await;
+        }
+        if let Some(h) = self.holding.take() {
+            match self.etcd.revoke(h.lease).await {
+                Ok(()) => self
+                    .log
+                    .event("cluster: released the leader lease (this node stops)"),
+                Err(e) => self.log.event(&format!(
+                    "cluster: could not release the leader lease ({e}); it expires after lease_ttl"
+                )),
+            }
         }
     }
 
@@ -229,10 +262,7 @@ impl Controller {
             .send_if_modified(|v| std::mem::replace(&mut v.etcd_reachable, observed.is_some()) != observed.is_some());
         match decision {
             Decision::Hold => {
-                if let Some(held) = &self.holding {
-                    let epoch = held.epoch;
-                    self.rejoin.check(&self.own, epoch, &self.log).await;
-                }
+                self.start_rejoin_check().await;
             }
             Decision::Fence(why) => self.fence(&why, state),
             Decision::Campaign => {
@@ -267,6 +297,23 @@ impl Controller {
                 });
                 self.note(&format!("cluster: standby: {why}"));
             }
+        }
+    }
+
+    /// Starts a rejoin comparison (`rejoin.rs`) unless one runs.
+    async fn start_rejoin_check(&mut self) {
+        if let Some(t) = self.rejoin_task.take_if(|t| t.is_finished()) {
+            match t.await {
+                Ok(r) => self.rejoin = Some(r),
+                Err(e) => self.log.event(&format!("cluster: the rejoin check failed ({e}); no more checks")),
+            }
+        }
+        if let Some(mut r) = self.rejoin.take() {
+            let (own, log) = (self.own.clone(), self.log.clone());
+            self.rejoin_task = Some(tokio::spawn(async move {
+                r.check(&own, &log).await;
+                r
+            }));
         }
     }
 
