@@ -1,13 +1,14 @@
 //! A replicated cluster's node (`[cluster]`): the election and fencing through etcd
 //! (`controller.rs`, performing the pure decisions of `decide.rs` with the etcd I/O of
 //! `etcd.rs`), bringing rejoined standbys up to date (`rejoin.rs`), and finding the primary
-//! for clients and `doltctl cluster` (`discover.rs`).
+//! for clients and `doltctl cluster` (`discover.rs`), `cluster status` and `switchover` (`status.rs`).
 
 pub(crate) mod controller;
 pub(crate) mod decide;
 pub mod discover;
 pub mod etcd;
 pub(crate) mod rejoin;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 
