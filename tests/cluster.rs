@@ -98,7 +98,10 @@ ack_writes_timeout = "2s"
             .env_remove("DOLTCTL_CONFIG")
             .env("DOLT_BIN", dolt_bin())
             // Shared on purpose: a cluster node must ignore it and use its own root.
-            .env("DOLT_ROOT_PATH", std::env::temp_dir().join("doltctl-cluster-shared-root"))
+            .env(
+                "DOLT_ROOT_PATH",
+                std::env::temp_dir().join("doltctl-cluster-shared-root"),
+            )
             .env("DOLT_DISABLE_EVENT_FLUSH", "1")
             .arg("--config")
             .arg(self.config());
@@ -121,8 +124,7 @@ ack_writes_timeout = "2s"
     }
 
     fn state(&self) -> Option<State> {
-        let text =
-            std::fs::read_to_string(self.data_dir().join(".doltctl/state.json")).ok()?;
+        let text = std::fs::read_to_string(self.data_dir().join(".doltctl/state.json")).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -361,11 +363,19 @@ async fn caught_up(client: &doltctl::Client, timeout: Duration) -> Duration {
                 .query_drop(format!("REPLACE INTO p VALUES (1, {n})"))
                 .await
                 .is_ok();
-            if ok && matches!(doltctl::client::unreplicated_warning(&mut c).await, Ok(None)) {
+            if ok
+                && matches!(
+                    doltctl::client::unreplicated_warning(&mut c).await,
+                    Ok(None)
+                )
+            {
                 return t.elapsed();
             }
         }
-        assert!(t.elapsed() < timeout, "standbys not caught up after {timeout:?}");
+        assert!(
+            t.elapsed() < timeout,
+            "standbys not caught up after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -373,7 +383,11 @@ async fn caught_up(client: &doltctl::Client, timeout: Duration) -> Duration {
 /// The ids in app.w on `node`.
 async fn ids(node: &Node) -> BTreeSet<i64> {
     let url = format!("{}app", node.url());
-    query_i64(&url, "SELECT id FROM w").await.unwrap_or_default().into_iter().collect()
+    query_i64(&url, "SELECT id FROM w")
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 async fn bootstrap(cl: &Cluster) -> String {
@@ -385,8 +399,8 @@ async fn bootstrap(cl: &Cluster) -> String {
         "CREATE DATABASE app; CREATE TABLE app.w (id BIGINT PRIMARY KEY); \
          CREATE TABLE app.p (k INT PRIMARY KEY, v BIGINT)",
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     primary
 }
 
@@ -401,17 +415,27 @@ fn bootstrap_host_loss_under_writes_and_the_old_primarys_return() {
         assert_eq!(cl.primaries().await, vec!["a".to_string()]);
         let state = cl.node("a").state().unwrap();
         let view = state.cluster.expect("cluster view in the state file");
-        assert_eq!((view.node.as_str(), view.role), ("a", doltctl::ClusterRole::Primary));
+        assert_eq!(
+            (view.node.as_str(), view.role),
+            ("a", doltctl::ClusterRole::Primary)
+        );
         // Writes replicate (ack timeout on: on the standbys when acknowledged).
-        exec(&format!("{}app", cl.node("a").url()), "INSERT INTO w VALUES (-1)")
-            .await
-            .unwrap();
+        exec(
+            &format!("{}app", cl.node("a").url()),
+            "INSERT INTO w VALUES (-1)",
+        )
+        .await
+        .unwrap();
         for s in ["b", "c"] {
             assert!(ids(cl.node(s)).await.contains(&-1), "row not on {s}");
         }
         // Each node has its own Dolt root, whatever DOLT_ROOT_PATH said.
         for n in &cl.nodes {
-            assert!(n.log().contains("ignoring the inherited DOLT_ROOT_PATH"), "{}", n.log());
+            assert!(
+                n.log().contains("ignoring the inherited DOLT_ROOT_PATH"),
+                "{}",
+                n.log()
+            );
         }
 
         let rounds: usize = std::env::var("DOLTCTL_FAILOVER_ROUNDS")
@@ -421,7 +445,13 @@ fn bootstrap_host_loss_under_writes_and_the_old_primarys_return() {
         let mut times = Vec::new();
         let mut current = primary;
         for round in 1..=rounds {
-            let writer_via = cl.nodes.iter().find(|n| n.name != current).unwrap().name.clone();
+            let writer_via = cl
+                .nodes
+                .iter()
+                .find(|n| n.name != current)
+                .unwrap()
+                .name
+                .clone();
             let stop = Arc::new(AtomicBool::new(false));
             let first = ids(cl.node(&current)).await.last().map_or(1, |m| m + 1);
             let handle = writer(cl.client(&writer_via), first, stop.clone());
@@ -456,8 +486,16 @@ fn bootstrap_host_loss_under_writes_and_the_old_primarys_return() {
             stop.store(true, Ordering::Relaxed);
             let w = handle.join().unwrap();
             let on_new = ids(cl.node(&new_primary)).await;
-            let lost: Vec<i64> = w.acked.iter().filter(|i| !on_new.contains(i)).copied().collect();
-            assert!(lost.is_empty(), "acknowledged rows lost in the failover: {lost:?}");
+            let lost: Vec<i64> = w
+                .acked
+                .iter()
+                .filter(|i| !on_new.contains(i))
+                .copied()
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "acknowledged rows lost in the failover: {lost:?}"
+            );
             // How long the client could not write: the longest gap between two acks.
             let gap = w
                 .ack_times
@@ -523,14 +561,25 @@ fn switchover_loses_no_acknowledged_write() {
             String::from_utf8_lossy(&out.stderr),
             cl.node(&primary).log()
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "b is the primary");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "b is the primary"
+        );
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let w = handle.join().unwrap();
         assert_eq!(cl.settled(Duration::from_secs(20)).await, "b");
         let on_b = ids(cl.node("b")).await;
-        let lost: Vec<i64> = w.acked.iter().filter(|i| !on_b.contains(i)).copied().collect();
-        assert!(lost.is_empty(), "acknowledged rows lost in the switchover: {lost:?}");
+        let lost: Vec<i64> = w
+            .acked
+            .iter()
+            .filter(|i| !on_b.contains(i))
+            .copied()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged rows lost in the switchover: {lost:?}"
+        );
         assert!(w.unreplicated.is_empty(), "{:?}", w.unreplicated);
         println!(
             "switchover a -> b in {} ms; acknowledged {} rows, all on b; client errors: {:?}",
@@ -545,13 +594,40 @@ fn switchover_loses_no_acknowledged_write() {
             .args(["cluster", "status", "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["leader"], "b");
         assert!(v["lease_expires_at"].is_string(), "{v}");
-        let a = v["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "a").unwrap();
+        let a = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "a")
+            .unwrap();
         assert_eq!(a["role"], "standby");
         assert_eq!(a["replication"][0]["database"], "app", "{v}");
+        // Without --to: any standby takes over.
+        let out = cl
+            .node("a")
+            .doltctl()
+            .args(["cluster", "switchover"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let next = cl.settled(Duration::from_secs(20)).await;
+        assert_ne!(next, "b");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{next} is the primary")
+        );
     });
 }
 
@@ -568,7 +644,10 @@ fn etcd_down_means_no_promotion_and_read_only_until_it_returns() {
             if cl.primaries().await.is_empty() {
                 break;
             }
-            assert!(stopped.elapsed() < TTL + Duration::from_secs(5), "still a primary");
+            assert!(
+                stopped.elapsed() < TTL + Duration::from_secs(5),
+                "still a primary"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let fenced = stopped.elapsed();
@@ -584,20 +663,35 @@ fn etcd_down_means_no_promotion_and_read_only_until_it_returns() {
             assert!(r.is_err(), "node {} took a write with etcd down", n.name);
         }
         // The CLI says so.
-        let out = cl.node("b").doltctl().args(["cluster", "status"]).output().unwrap();
+        let out = cl
+            .node("b")
+            .doltctl()
+            .args(["cluster", "status"])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(text.contains("UNREACHABLE"), "{text}");
         assert_eq!(out.status.code(), Some(4), "{text}");
-        println!("etcd down: primary fenced after {} ms; no primary for {:?}", fenced.as_millis(), TTL * 2);
+        println!(
+            "etcd down: primary fenced after {} ms; no primary for {:?}",
+            fenced.as_millis(),
+            TTL * 2
+        );
     });
     cl.etcd.restart();
     block_on(async {
         let back = Instant::now();
         let p = cl.settled(Duration::from_secs(30)).await;
-        exec(&format!("{}app", cl.node(&p).url()), "INSERT INTO w VALUES (8)")
-            .await
-            .unwrap();
-        println!("etcd back: {p} primary after {} ms", back.elapsed().as_millis());
+        exec(
+            &format!("{}app", cl.node(&p).url()),
+            "INSERT INTO w VALUES (8)",
+        )
+        .await
+        .unwrap();
+        println!(
+            "etcd back: {p} primary after {} ms",
+            back.elapsed().as_millis()
+        );
     });
 }
 
@@ -630,7 +724,10 @@ fn a_wiped_standby_is_brought_up_to_date() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("wiped standby had every row {} ms after its start", t.elapsed().as_millis());
+        println!(
+            "wiped standby had every row {} ms after its start",
+            t.elapsed().as_millis()
+        );
     });
 }
 
@@ -661,8 +758,15 @@ fn a_primary_cut_off_from_etcd_fences_itself_before_another_is_promoted() {
         }
         let (new, promoted) = other_primary.unwrap();
         let fenced = a_gone.expect("a still primary when another was promoted");
-        assert!(fenced < promoted, "a fenced at {fenced:?}, {new} promoted at {promoted:?}");
-        assert!(cl.node("a").log().contains("FENCING"), "{}", cl.node("a").log());
+        assert!(
+            fenced < promoted,
+            "a fenced at {fenced:?}, {new} promoted at {promoted:?}"
+        );
+        assert!(
+            cl.node("a").log().contains("FENCING"),
+            "{}",
+            cl.node("a").log()
+        );
         println!(
             "partition: a fenced itself {} ms after the cut, {new} promoted at {} ms",
             fenced.as_millis(),

@@ -28,7 +28,11 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
             out,
             "cluster {}: etcd {}, leader {}{}{}",
             st.cluster,
-            if st.etcd_reachable { "reachable" } else { "UNREACHABLE (read-only until it returns)" },
+            if st.etcd_reachable {
+                "reachable"
+            } else {
+                "UNREACHABLE (read-only until it returns)"
+            },
             st.leader.as_deref().unwrap_or("none"),
             st.epoch.map(|e| format!(", epoch {e}")).unwrap_or_default(),
             st.lease_expires_at

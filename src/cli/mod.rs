@@ -31,10 +31,10 @@ use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
 pub use crate::service::Scope as ServiceScope;
+pub use cluster::{cluster_status, cluster_switchover};
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 pub use fleet::{gc, ps, GcArgs};
-pub use cluster::{cluster_status, cluster_switchover};
 pub use service::{service_install, service_uninstall, ServiceArgs};
 pub use status::{status, DEFAULT_LIVE_TIMEOUT};
 pub use supervise::{init_logging, print_error, run_supervisor_if_requested, ConfigArgs, RunArgs};

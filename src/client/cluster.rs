@@ -88,7 +88,8 @@ impl Client {
             let node = match found {
                 Primary::Leader(n, _) => return Ok(self.info_for(&n.host, n.port, false)),
                 Primary::NoLeader => {
-                    why = "etcd shows no leader (a failover is under way)".to_string();
+                    why =
+                        "etcd shows no leader (a failover or switchover is under way)".to_string();
                     None
                 }
                 Primary::EtcdDown {
@@ -150,13 +151,15 @@ mod tests {
         let e = server_error(1105, "Database app is read-only.");
         let single = Client::from_config(crate::Config::default());
         assert_eq!(single.kind_of(&e), ErrorKind::Permanent);
-        let mut cfg = crate::Config::default();
-        cfg.cluster = Some(
-            toml::from_str(
-                "name = \"t\"\nnode = \"a\"\netcd = [\"http://127.0.0.1:2379\"]\nremotesapi_port = 1\n",
-            )
-            .unwrap(),
-        );
+        let cfg = crate::Config {
+            cluster: Some(
+                toml::from_str(
+                    "name = \"t\"\nnode = \"a\"\netcd = [\"http://127.0.0.1:2379\"]\nremotesapi_port = 1\n",
+                )
+                .unwrap(),
+            ),
+            ..Default::default()
+        };
         let clustered = Client::from_config(cfg);
         assert_eq!(clustered.kind_of(&e), ErrorKind::Transient);
         let gone = server_error(

@@ -239,7 +239,10 @@ impl Client {
     /// A fresh retry budget for one operation.
     fn retries(&self) -> Retries {
         match &self.cfg.cluster {
-            Some(c) => Retries::new(&cluster::client_settings(&self.cfg.client, c.lease_ttl)),
+            Some(c) => Retries::capped(
+                &cluster::client_settings(&self.cfg.client, c.lease_ttl),
+                Duration::from_millis(500),
+            ),
             None => Retries::new(&self.cfg.client),
         }
     }

@@ -269,15 +269,47 @@ remotesapi_port = 50053
     #[test]
     fn bad_cluster_configs_name_the_key_and_the_fix() {
         let cases: &[(&str, &str, &str)] = &[
-            ("name = \"b\"\nhost = \"127.0.0.1\"\nport = 3307", "name = \"a\"\nhost = \"127.0.0.1\"\nport = 3307", "this node"),
+            (
+                "name = \"b\"\nhost = \"127.0.0.1\"\nport = 3307",
+                "name = \"a\"\nhost = \"127.0.0.1\"\nport = 3307",
+                "this node",
+            ),
             ("name = \"c\"", "name = \"b\"", "twice"),
-            ("port = 3308", "port = 3306", "port 3306 on 127.0.0.1 is used twice"),
-            ("remotesapi_port = 50053", "remotesapi_port = 50051", "used twice"),
-            ("etcd = [\"http://127.0.0.1:2379\"]", "etcd = []", "etcd is empty"),
-            ("etcd = [\"http://127.0.0.1:2379\"]", "etcd = [\"127.0.0.1:2379\"]", "not an endpoint URL"),
-            ("lease_ttl = \"3s\"", "lease_ttl = \"1s\"", "at least \"2s\""),
-            ("ack_writes_timeout = \"5s\"", "ack_writes_timeout = \"61s\"", "\"0s\" to \"60s\""),
-            ("port = 3306", "port = \"auto\"", "[server] port is \"auto\""),
+            (
+                "port = 3308",
+                "port = 3306",
+                "port 3306 on 127.0.0.1 is used twice",
+            ),
+            (
+                "remotesapi_port = 50053",
+                "remotesapi_port = 50051",
+                "used twice",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = []",
+                "etcd is empty",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = [\"127.0.0.1:2379\"]",
+                "not an endpoint URL",
+            ),
+            (
+                "lease_ttl = \"3s\"",
+                "lease_ttl = \"1s\"",
+                "at least \"2s\"",
+            ),
+            (
+                "ack_writes_timeout = \"5s\"",
+                "ack_writes_timeout = \"61s\"",
+                "\"0s\" to \"60s\"",
+            ),
+            (
+                "port = 3306",
+                "port = \"auto\"",
+                "[server] port is \"auto\"",
+            ),
         ];
         for (from, to, want) in cases {
             let text = GOOD.replacen(from, to, 1);
@@ -286,6 +318,9 @@ remotesapi_port = 50053
             assert!(err.contains(want), "{to}: {err}");
         }
         let err = parse(&GOOD.replace("node = \"a\"", "node = \"a\"\nport = 1")).unwrap_err();
-        assert!(err.contains("cluster.port") || err.contains("unknown"), "{err}");
+        assert!(
+            err.contains("cluster.port") || err.contains("unknown"),
+            "{err}"
+        );
     }
 }

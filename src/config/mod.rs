@@ -4,9 +4,9 @@
 //! validating a file in `load.rs`, duration and size parsing in `parse.rs`; everything public
 //! is re-exported here.
 
+mod cluster;
 pub(crate) mod format;
 pub(crate) mod instance;
-mod cluster;
 mod load;
 mod metrics;
 pub(crate) mod names;

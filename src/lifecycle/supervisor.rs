@@ -21,16 +21,16 @@ use crate::error::{Error, Result};
 use crate::lifecycle::cluster::controller::Controller;
 use crate::lifecycle::cluster::ClusterView;
 use crate::lifecycle::control_socket::ControlSocket;
-use crate::server::cluster::{Role, SharedStartRole, StartRole};
 use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
 };
 use crate::lifecycle::machine::{Action, Event, Launch, Machine, ServerPhase};
+use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::registry::Registration;
 use crate::lifecycle::service_notify::ServiceNotify;
-use crate::lifecycle::metrics::{self, Vitals};
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
+use crate::server::cluster::{Role, SharedStartRole, StartRole};
 use crate::server::dolt::describe_exit;
 use crate::server::log::ServerLog;
 use crate::server::preflight;

@@ -242,7 +242,9 @@ pub fn launch(
     if let Some(root) = &node_root {
         prepare_root_at(root)?;
         if super::cluster::forget_persisted_role(root)? {
-            log.event("cluster: removed the role dolt persisted; starting in the role etcd decided");
+            log.event(
+                "cluster: removed the role dolt persisted; starting in the role etcd decided",
+            );
         }
     }
     let config = write_config(cfg, instance, spec)?;

@@ -125,7 +125,7 @@ impl Controller {
         let handover_elsewhere = observed
             .handover
             .as_deref()
-            .is_some_and(|n| n != c.cluster.node);
+            .is_some_and(|n| !n.is_empty() && n != c.cluster.node);
         if observed.leader.is_none() && !handover_elsewhere {
             let sent = Instant::now();
             if let Some(rec) = c
@@ -258,8 +258,9 @@ impl Controller {
             dolt_says_primary: says_primary,
         };
         let decision = decide(&situation);
-        self.view
-            .send_if_modified(|v| std::mem::replace(&mut v.etcd_reachable, observed.is_some()) != observed.is_some());
+        self.view.send_if_modified(|v| {
+            std::mem::replace(&mut v.etcd_reachable, observed.is_some()) != observed.is_some()
+        });
         match decision {
             Decision::Hold => {
                 self.start_rejoin_check().await;
@@ -305,7 +306,9 @@ impl Controller {
         if let Some(t) = self.rejoin_task.take_if(|t| t.is_finished()) {
             match t.await {
                 Ok(r) => self.rejoin = Some(r),
-                Err(e) => self.log.event(&format!("cluster: the rejoin check failed ({e}); no more checks")),
+                Err(e) => self.log.event(&format!(
+                    "cluster: the rejoin check failed ({e}); no more checks"
+                )),
             }
         }
         if let Some(mut r) = self.rejoin.take() {
@@ -447,7 +450,8 @@ impl Controller {
         {
             Ok(e) => e,
             Err(e) => {
-                self.log.event(&format!("cluster: switchover not started: {e}"));
+                self.log
+                    .event(&format!("cluster: switchover not started: {e}"));
                 return;
             }
         };
@@ -499,6 +503,7 @@ impl Controller {
                 self.last_note.clear();
             }
             Err(e) => {
+                let _ = self.etcd.clear_handover().await;
                 // Still primary at the old epoch (Dolt keeps the role when the standbys did
                 // not catch up); the next campaign takes a higher epoch anyway.
                 self.start_role.set(StartRole {

@@ -101,7 +101,10 @@ pub(crate) fn decide(s: &Situation) -> Decision {
     if let Some(l) = &o.leader {
         return Decision::Follow(l.clone());
     }
-    if o.handover.as_deref().is_some_and(|to| to != s.node) {
+    if o.handover
+        .as_deref()
+        .is_some_and(|to| !to.is_empty() && to != s.node)
+    {
         return Decision::Wait("a switchover hands over to another node");
     }
     if !s.dolt_ready {
@@ -222,6 +225,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decide(&situation(None, Some(&to_me))), Decision::Campaign);
+        let to_any = Observed {
+            handover: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(decide(&situation(None, Some(&to_any))), Decision::Campaign);
         // A primary dolt without the lease is fenced, etcd or not.
         let mut s = situation(None, None);
         s.dolt_says_primary = true;

@@ -28,7 +28,8 @@ pub struct NodeAddr {
 pub enum Primary {
     /// etcd names this node's lease holder, at this epoch.
     Leader(NodeAddr, u64),
-    /// etcd answered: no node holds the lease (a failover is under way).
+    /// etcd answered: no node holds the lease (a failover is under way), or the leader is
+    /// handing over (it is read-only until the next one leads).
     NoLeader,
     /// etcd did not answer (`why`); a node that says it is primary, else one that answers
     /// (read-only), else none.
@@ -87,6 +88,7 @@ pub async fn primary(cfg: &Config) -> Result<Primary> {
     let all = nodes(cfg);
     match observe(c, Duration::from_secs(2)).await {
         Ok(o) => Ok(match o.leader {
+            Some(_) if o.handover.is_some() => Primary::NoLeader,
             Some(l) => match all.into_iter().find(|n| n.name == l.node) {
                 Some(n) => Primary::Leader(n, l.epoch),
                 None => {

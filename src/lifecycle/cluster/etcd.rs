@@ -7,8 +7,9 @@
 //! - `epoch`: the highest epoch ever taken; only grows, written in the same transaction that
 //!   takes `leader`, guarded by its mod revision;
 //! - `switchover`: `{"to"}`, a planned hand-over asked for by `doltctl cluster switchover`;
-//! - `handover`: the node a switching primary hands over to, on a short lease: others do not
-//!   campaign while it lives.
+//! - `handover`: the node a switching primary hands over to ("" = any), on a short lease:
+//!   others do not campaign while it lives, clients wait for the next leader; the next
+//!   leader's campaign deletes it.
 
 use std::time::Duration;
 
@@ -177,6 +178,8 @@ impl Etcd {
                     Some(PutOptions::new().with_lease(grant.id())),
                 ),
                 TxnOp::put(self.key("epoch"), record.epoch.to_string(), None),
+                // A hand-over is complete once someone leads.
+                TxnOp::delete(self.key("handover"), None),
             ]);
         let mut kv = self.client.kv_client();
         let won = self.timed("campaigning", kv.txn(txn)).await?.succeeded();
@@ -260,17 +263,20 @@ impl Etcd {
             TxnOp::put(self.key("epoch"), epoch.to_string(), None),
             TxnOp::delete(self.key("switchover"), None),
         ];
-        if let Some(to) = to {
-            let mut lc = self.client.lease_client();
-            let grant = self
-                .timed("granting a lease", lc.grant(ttl.as_secs().max(1) as i64, None))
-                .await?;
-            ops.push(TxnOp::put(
-                self.key("handover"),
-                to,
-                Some(PutOptions::new().with_lease(grant.id())),
-            ));
-        }
+        // Always written ("" = any node): clients wait for the next leader rather than
+        // write to a primary that is demoting itself.
+        let mut lc = self.client.lease_client();
+        let grant = self
+            .timed(
+                "granting a lease",
+                lc.grant(ttl.as_secs().max(1) as i64, None),
+            )
+            .await?;
+        ops.push(TxnOp::put(
+            self.key("handover"),
+            to.unwrap_or(""),
+            Some(PutOptions::new().with_lease(grant.id())),
+        ));
         let txn = Txn::new()
             .when([Compare::lease(
                 self.key("leader"),
@@ -279,7 +285,11 @@ impl Etcd {
             )])
             .and_then(ops);
         let mut kv = self.client.kv_client();
-        if self.timed("preparing the handover", kv.txn(txn)).await?.succeeded() {
+        if self
+            .timed("preparing the handover", kv.txn(txn))
+            .await?
+            .succeeded()
+        {
             Ok(epoch)
         } else {
             Err(self.err("this node no longer holds the leader lease"))
@@ -295,6 +305,15 @@ impl Etcd {
         let key = self.key("switchover");
         let mut kv = self.client.kv_client();
         self.timed("asking for a switchover", kv.put(key, value, None))
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a hand-over that failed (the primary stayed primary): clients stop waiting for it.
+    pub async fn clear_handover(&mut self) -> Result<()> {
+        let key = self.key("handover");
+        let mut kv = self.client.kv_client();
+        self.timed("clearing the handover", kv.delete(key, None))
             .await?;
         Ok(())
     }

@@ -124,7 +124,10 @@ async fn hashes(opts: &Opts) -> Option<HashMap<String, String>> {
                 continue;
             }
             conn.query_drop(format!("USE {}", quote(&db))).await.ok()?;
-            if let Ok(Some(h)) = conn.query_first::<String, _>("SELECT dolt_hashof_db()").await {
+            if let Ok(Some(h)) = conn
+                .query_first::<String, _>("SELECT dolt_hashof_db()")
+                .await
+            {
                 out.insert(db, h);
             }
         }

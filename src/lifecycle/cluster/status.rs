@@ -59,7 +59,10 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
 }
 
-async fn ask_node(cfg: &Config, n: &NodeAddr) -> (Option<(String, u64)>, Vec<(String, String, DatabaseLag)>) {
+async fn ask_node(
+    cfg: &Config,
+    n: &NodeAddr,
+) -> (Option<(String, u64)>, Vec<(String, String, DatabaseLag)>) {
     let fut = async {
         let mut conn = Conn::new(node_opts(cfg, n)).await.ok()?;
         let role: Option<(String, u64)> = conn
