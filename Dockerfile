@@ -16,6 +16,9 @@ RUN DOLTCTL_DOLT_PREFIX=/opt/dolt bash /src/install-dolt.sh
 
 # doltctl, with the locked dependencies.
 FROM rust:1.95-bookworm AS doltctl
+# protoc: etcd-client (the cluster's election) compiles etcd's .proto files at build time.
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock README.md ./
 COPY config config

@@ -410,6 +410,27 @@ pub enum Error {
         /// The programs looked for.
         looked: String,
     },
+
+    /// etcd (the cluster's election store) did not answer or refused a request.
+    #[error(
+        "etcd at {endpoints}: {message}; check that etcd runs and [cluster] etcd lists its \
+         client URLs (without etcd no node is promoted and the cluster is read-only)"
+    )]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// A cluster operation could not be done (no primary found, a switchover refused, ...).
+    #[error("cluster {cluster}: {message}")]
+    Cluster {
+        /// `[cluster] name`.
+        cluster: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
 }
 
 fn holder_text(holder: &Option<(i32, String)>) -> String {

@@ -47,6 +47,7 @@ pub use cli::run_supervisor_if_requested;
 pub use client::{Client, ClientPool, ConnectionInfo};
 pub use config::{Config, ConfigSource, Instance};
 pub use error::{Error, Result};
+pub use lifecycle::cluster::{ClusterView, Role as ClusterRole};
 pub use lifecycle::control;
 pub use lifecycle::state_file::{Phase, PhaseRecord, State};
 pub use server::dolt::PINNED_VERSION as PINNED_DOLT_VERSION;

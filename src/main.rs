@@ -259,6 +259,11 @@ enum Op {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// A replicated cluster (`[cluster]` in doltctl.toml): its status, a planned switchover.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Print the server log (dolt's output and the supervisor's events).
     Logs {
         /// Keep printing new lines as they come.
@@ -279,6 +284,29 @@ enum Op {
         /// Only dolt's output.
         #[arg(long)]
         server: bool,
+    },
+}
+
+/// `doltctl cluster ...`.
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Every node's role, epoch, reachability and replication lag per database, and who holds
+    /// the leader lease until when. Exit 0 when exactly one node is primary and holds the
+    /// lease, 4 otherwise.
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand the primary role over without losing an acknowledged write: the primary demotes
+    /// once every standby has caught up, then releases its lease. Prints the new primary.
+    Switchover {
+        /// The node to hand over to (default: any caught-up standby).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// How long to wait for the new primary.
+        #[arg(long, default_value = "30s", value_parser = doltctl::config::parse_duration, value_name = "DURATION")]
+        wait: Duration,
     },
 }
 
@@ -454,6 +482,12 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
                     print: false,
                 },
             ),
+        },
+        Op::Cluster { action } => match action {
+            ClusterAction::Status { json } => cli::cluster_status(&cfg, json),
+            ClusterAction::Switchover { to, wait } => {
+                cli::cluster_switchover(&cfg, to.as_deref(), wait)
+            }
         },
         Op::Logs {
             follow,

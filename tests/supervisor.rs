@@ -220,6 +220,7 @@ fn state_file_pointing_at_a_reused_pid_never_signals_that_process() {
         clients: None,
         last_client_at: None,
         auto_started: false,
+        cluster: None,
     };
     std::fs::write(env.state_file(), serde_json::to_vec(&state).unwrap()).unwrap();
 

@@ -43,6 +43,8 @@ Exit codes:
   4    not ready: the supervisor is up, the server is not (status); status --live: it runs
        but did not answer SELECT 1 in time
   5    orphaned: a server of ours runs without its supervisor (status)
+  8    sql in a cluster: a write was acknowledged with warning 3024 (not replicated yet);
+       cluster status exits 4 unless exactly one node is primary and holds the lease
   exec and exclusive pass their command's code through (128+N for signal N), 126 when the
   command cannot be executed, 127 when it is not found. run as PID 1: 128+N when signal N
   killed the supervisor.";

@@ -6,6 +6,7 @@
 //! (`status`); `exec` passes its command's code through (126: cannot execute, 127: not
 //! found). The full list is [`HELP_FOOTER`].
 
+mod cluster;
 mod docs;
 mod exec;
 mod fleet;
@@ -30,6 +31,7 @@ use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
 pub use crate::service::Scope as ServiceScope;
+pub use cluster::{cluster_status, cluster_switchover};
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 pub use fleet::{gc, ps, GcArgs};
@@ -44,6 +46,9 @@ pub const EXIT_NOT_RUNNING: u8 = 3;
 pub const EXIT_NOT_READY: u8 = 4;
 /// Exit code of `status`: a server of ours runs without a supervisor (orphaned).
 pub const EXIT_ORPHANED: u8 = 5;
+/// Exit code of `sql` in a cluster: every statement ran, but a write was acknowledged without
+/// replication (Dolt's warning 3024): committed on the primary only.
+pub const EXIT_UNREPLICATED: u8 = 8;
 
 /// How `env` prints the connection variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,14 +491,23 @@ pub fn sql(cfg: Config, args: SqlArgs) -> Result<ExitCode> {
         .into_iter()
         .map(|s| s.text)
         .collect();
-    let sets = runtime(false)?.block_on(client.execute(&statements))?;
+    let done = runtime(false)?.block_on(client.execute_report(&statements))?;
     let mut out = std::io::stdout().lock();
-    for rs in &sets {
+    for rs in &done.sets {
         if args.json {
             writeln!(out, "{}", render::result_json(rs)).at("stdout")?;
         } else {
             write!(out, "{}", render::result_table(rs)).at("stdout")?;
         }
+    }
+    if !done.unreplicated.is_empty() {
+        for w in &done.unreplicated {
+            eprintln!(
+                "doltctl: warning 3024: not replicated to every standby (committed on the \
+                 primary only; a failover now would lose it): {w}"
+            );
+        }
+        return Ok(ExitCode::from(EXIT_UNREPLICATED));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -654,7 +668,8 @@ pub fn doctor(src: &ConfigSource, fix: bool, json: bool) -> Result<ExitCode> {
 
 /// The running server, or (with `ensure`) one started now.
 fn connection(client: &Client, ensure: bool) -> Result<Option<ConnectionInfo>> {
-    Ok(if ensure {
+    // In a cluster the connection is the primary's, found through etcd; nothing is started.
+    Ok(if ensure || client.config().cluster.is_some() {
         Some(runtime(false)?.block_on(client.ensure())?)
     } else {
         client.running()?

@@ -186,6 +186,7 @@ fn status_json(st: &Status, cfg: &Config) -> Value {
         "orphan_pid": st.orphan.as_ref().map(|p| p.pid),
         "started_at": s.and_then(|s| s.started_at()),
         "restarts": s.map(|s| s.restarts),
+        "cluster": s.and_then(|s| s.cluster.as_ref()),
         "last_error": s.and_then(|s| s.last_error.as_ref()),
         "log_tail": s.map_or(&[][..], |s| &s.log_tail[..]),
         "dolt_version": s.and_then(|s| s.dolt_version.as_ref()),
@@ -256,6 +257,20 @@ fn status_text(st: &Status, retry_every: std::time::Duration) -> String {
     }
     line(format!("  read only:  {}", s.read_only));
     line(format!("  restarts:   {}", s.restarts));
+    if let Some(c) = &s.cluster {
+        line(format!(
+            "  cluster:    node {} is {} at epoch {} (leader: {}{})",
+            c.node,
+            c.role,
+            c.epoch,
+            c.leader.as_deref().unwrap_or("none"),
+            if c.etcd_reachable {
+                ""
+            } else {
+                "; etcd unreachable"
+            }
+        ));
+    }
     if let Some(e) = &s.last_error {
         line(format!("  last error: {e}"));
         for l in &s.log_tail {
@@ -303,6 +318,7 @@ mod tests {
             clients: None,
             last_client_at: None,
             auto_started: false,
+            cluster: None,
         }
     }
 

@@ -4,7 +4,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::connection::ConnectionInfo;
-use super::retry::{classify, server_message, sql_error};
+use super::retry::{server_message, sql_error};
 use super::sqlsplit::{is_read_only_statement, is_transaction_control};
 use super::Client;
 use crate::config::instance::Instance;
@@ -23,13 +23,30 @@ pub struct ResultSet {
     pub affected_rows: u64,
 }
 
+/// What [`Client::execute_report`] returns: the result sets, and the statements a cluster's
+/// primary acknowledged without replicating them (warning 3024).
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// The result sets, in order.
+    pub sets: Vec<ResultSet>,
+    /// `statement: warning` for each write acknowledged with warning 3024 (cluster only): it
+    /// is committed on the primary, on no standby yet, so a failover now would lose it.
+    pub unreplicated: Vec<String>,
+}
+
 impl Client {
     /// Runs SQL statements one at a time on one session; a statement that fails with a
     /// transient error is retried on a new connection (with the client's backoff). Stops at
     /// the first failing statement. Session state other than the database (variables, open
     /// transactions) does not survive such a reconnect.
     pub async fn execute(&self, statements: &[String]) -> Result<Vec<ResultSet>> {
+        Ok(self.execute_report(statements).await?.sets)
+    }
+
+    /// [`Client::execute`], also reporting writes a cluster acknowledged without replication.
+    pub async fn execute_report(&self, statements: &[String]) -> Result<Execution> {
         let mut out = Vec::new();
+        let mut unreplicated = Vec::new();
         let mut conn: Option<(Conn, ConnectionInfo)> = None;
         for stmt in statements {
             let mut tries = self.retries();
@@ -48,6 +65,11 @@ impl Client {
                 let e = match result {
                     Ok(mut sets) => {
                         out.append(&mut sets);
+                        if self.cfg.cluster.is_some() {
+                            if let Ok(Some(w)) = super::unreplicated_warning(c).await {
+                                unreplicated.push(format!("{}: {w}", stmt.trim()));
+                            }
+                        }
                         break;
                     }
                     Err(e) => e,
@@ -59,7 +81,7 @@ impl Client {
                         detail: format!("the statement was refused: {}", server_message(&e)),
                     });
                 }
-                let kind = classify(&e);
+                let kind = self.kind_of(&e);
                 let info = info.clone();
                 // Never reused after an error, and closed now, not whenever the runtime gets
                 // to it: an open connection keeps the server from idling out.
@@ -76,7 +98,10 @@ impl Client {
             }
         }
         close(conn).await;
-        Ok(out)
+        Ok(Execution {
+            sets: out,
+            unreplicated,
+        })
     }
 }
 

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod connection;
 mod execute;
 mod pool;
@@ -32,8 +33,9 @@ use crate::sys::process::ProcessIdentity;
 use connection::target_of;
 use retry::{server_code, sql_error, Retries};
 
+pub use cluster::{unreplicated_warning, UNREPLICATED_WARNING};
 pub use connection::ConnectionInfo;
-pub use execute::ResultSet;
+pub use execute::{Execution, ResultSet};
 pub use pool::ClientPool;
 pub use retry::{classify, ErrorKind};
 
@@ -189,6 +191,10 @@ impl Client {
 
     /// [`Client::ensure`], with the server process.
     async fn ensure_server(&self) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
+        if self.cfg.cluster.is_some() {
+            // A cluster node is started by its own supervisor; the client finds the primary.
+            return Ok((self.check_access(self.cluster_target().await?)?, None));
+        }
         let st = control::supervised_status(&self.cfg)?;
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
             return Ok((self.check_access(self.info_from(s))?, s.server().cloned()));
@@ -232,7 +238,13 @@ impl Client {
 
     /// A fresh retry budget for one operation.
     fn retries(&self) -> Retries {
-        Retries::new(&self.cfg.client)
+        match &self.cfg.cluster {
+            Some(c) => Retries::capped(
+                &cluster::client_settings(&self.cfg.client, c.lease_ttl),
+                Duration::from_millis(500),
+            ),
+            None => Retries::new(&self.cfg.client),
+        }
     }
 
     /// Where to connect for the next attempt: the running server; during a restart (the
@@ -248,6 +260,9 @@ impl Client {
         &self,
         last: &Option<ConnectionInfo>,
     ) -> Result<(ConnectionInfo, Option<ProcessIdentity>)> {
+        if self.cfg.cluster.is_some() {
+            return Ok((self.check_access(self.cluster_target().await?)?, None));
+        }
         let server_of = |s: &crate::State| s.server().cloned();
         let st = control::supervised_status(&self.cfg)?;
         if let Some(s) = st.state.as_ref().filter(|_| st.is_ready()) {
@@ -304,7 +319,7 @@ impl Client {
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let kind = classify(&e);
+                    let kind = self.kind_of(&e);
                     tracing::debug!(attempt = tries.attempts, "error from {info:?}: {e}");
                     if !tries.again(kind).await {
                         return Err(sql_error(&info, tries.attempts, kind, e));
@@ -332,7 +347,7 @@ impl Client {
             match Conn::new(self.opts(&info)).await {
                 Ok(c) => return Ok((c, info)),
                 Err(e) => {
-                    let kind = classify(&e);
+                    let kind = self.kind_of(&e);
                     if !tries.again(kind).await {
                         return Err(sql_error(&info, tries.attempts, kind, e));
                     }

@@ -70,9 +70,15 @@ impl Retries {
     /// A fresh budget by the `[client]` settings: exponential delays from
     /// `retry_initial_delay`, at most `connect_retries` attempts within `retry_window`.
     pub(super) fn new(c: &ClientConfig) -> Retries {
+        Retries::capped(c, c.retry_window)
+    }
+
+    /// [`Retries::new`] with no delay longer than `max_delay` (a cluster client: the new
+    /// primary is found as soon as it is promoted, not one long backoff later).
+    pub(super) fn capped(c: &ClientConfig, max_delay: Duration) -> Retries {
         let delays = ExponentialBuilder::default()
             .with_min_delay(c.retry_initial_delay)
-            .with_max_delay(c.retry_window)
+            .with_max_delay(max_delay)
             .with_max_times(c.connect_retries.saturating_sub(1) as usize)
             .with_total_delay(Some(c.retry_window))
             .build();

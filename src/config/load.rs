@@ -95,7 +95,7 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::ConfigValue(m));
         if self.server.host.trim().is_empty() {
             return bad("[server] host is empty; use \"127.0.0.1\"".into());
@@ -135,6 +135,7 @@ impl Config {
         if self.server.ready_timeout.is_zero() || self.health.interval.is_zero() {
             return bad("[server] ready_timeout and [health] interval must be more than 0s".into());
         }
+        super::cluster::validate(self).or_else(bad)?;
         self.validate_bootstrap()
     }
 
@@ -276,7 +277,7 @@ fn section_with_key(name: &str) -> Option<&'static str> {
     }
     use super::settings::*;
     type Keys = fn() -> Vec<String>;
-    let sections: [(&str, Keys); 7] = [
+    let sections: [(&str, Keys); 8] = [
         ("server", keys::<ServerConfig>),
         ("restart", keys::<RestartConfig>),
         ("logs", keys::<LogsConfig>),
@@ -284,6 +285,7 @@ fn section_with_key(name: &str) -> Option<&'static str> {
         ("client", keys::<ClientConfig>),
         ("bootstrap", keys::<BootstrapConfig>),
         ("metrics", keys::<super::metrics::MetricsConfig>),
+        ("cluster", keys::<super::cluster::ClusterConfig>),
     ];
     let name = name.to_lowercase().replace('-', "_");
     sections

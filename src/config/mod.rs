@@ -4,6 +4,7 @@
 //! validating a file in `load.rs`, duration and size parsing in `parse.rs`; everything public
 //! is re-exported here.
 
+mod cluster;
 pub(crate) mod format;
 pub(crate) mod instance;
 mod load;
@@ -13,6 +14,7 @@ mod parse;
 mod settings;
 pub(crate) mod url;
 
+pub use cluster::{ClusterConfig, PeerConfig};
 pub use format::Format;
 pub use instance::Instance;
 pub use load::{ConfigSource, CONFIG_ENV, CONFIG_FILE_NAME};

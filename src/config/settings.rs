@@ -30,6 +30,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// `[metrics]`: the supervisor's Prometheus endpoint (off by default).
     pub metrics: super::metrics::MetricsConfig,
+    /// `[cluster]`: this node of a replicated cluster; absent for a single server.
+    pub cluster: Option<super::cluster::ClusterConfig>,
     /// Where this config came from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -281,6 +283,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             bootstrap: BootstrapConfig::default(),
             metrics: Default::default(),
+            cluster: None,
             source: None,
         }
     }

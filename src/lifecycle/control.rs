@@ -749,6 +749,7 @@ mod tests {
             clients: None,
             last_client_at: None,
             auto_started: false,
+            cluster: None,
         };
         let st = status_of(instance, Some(state));
         assert!(!st.supervisor_alive && !st.server_alive);

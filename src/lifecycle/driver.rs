@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::{Config, Instance};
 use crate::error::{Error, Result};
+use crate::server::cluster::SharedStartRole;
 use crate::server::dolt::{self, DoltChild, LaunchSpec};
 use crate::server::health::{self, Prober};
 use crate::server::log::ServerLog;
@@ -87,6 +88,8 @@ pub(crate) struct DoltLauncher {
     bin: Option<BinaryFile>,
     /// What `dolt version` said for it, once known.
     version: Option<String>,
+    /// A cluster node's start role, kept current by the cluster controller.
+    start_role: Option<SharedStartRole>,
 }
 
 impl DoltLauncher {
@@ -97,7 +100,14 @@ impl DoltLauncher {
             log,
             bin: None,
             version: None,
+            start_role: None,
         }
+    }
+
+    /// A cluster node: each launch starts dolt in the role `role` holds at that moment.
+    pub(crate) fn with_start_role(mut self, role: SharedStartRole) -> DoltLauncher {
+        self.start_role = Some(role);
+        self
     }
 
     /// The dolt binary for this launch, resolved again every time: a binary deleted or
@@ -148,6 +158,7 @@ impl Launcher for DoltLauncher {
             host,
             port,
             socket: self.instance.socket(),
+            cluster: self.start_role.as_ref().map(SharedStartRole::get),
         };
         // A socket file left by a killed server makes Dolt fail to listen on it.
         let _ = std::fs::remove_file(&spec.socket);

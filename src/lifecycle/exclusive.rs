@@ -263,6 +263,7 @@ mod tests {
             clients: None,
             last_client_at: None,
             auto_started: false,
+            cluster: None,
         }
     }
 

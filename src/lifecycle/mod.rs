@@ -3,6 +3,7 @@
 //! restart, status), and the per-user registry of instances with the rules for stopping them
 //! from elsewhere (`ps`, `gc`, `[client] max_instances`).
 
+pub mod cluster;
 pub mod control;
 pub(crate) mod control_socket;
 pub(crate) mod driver;

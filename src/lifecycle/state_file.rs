@@ -158,6 +158,9 @@ pub struct State {
     /// not by `start` or `run`: `doltctl gc --idle` and `[client] max_instances` may stop it.
     #[serde(default)]
     pub auto_started: bool,
+    /// A cluster node's role, epoch and leader (`[cluster]`); absent for a single server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::lifecycle::cluster::ClusterView>,
 }
 
 /// The one definition of "ready": the phase is running and both the supervisor and the server
@@ -255,6 +258,7 @@ mod tests {
             clients: Some(2),
             last_client_at: Some("2026-11-28T21:00:00.500Z".into()),
             auto_started: true,
+            cluster: None,
         }
     }
 

@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, HealthConfig, Instance};
 use crate::error::{Error, Result};
+use crate::lifecycle::cluster::controller::Controller;
+use crate::lifecycle::cluster::ClusterView;
 use crate::lifecycle::control_socket::ControlSocket;
 use crate::lifecycle::driver::{
     DoltLauncher, LaunchError, Launched, Launcher, Probe, ServerProcess,
@@ -28,6 +30,7 @@ use crate::lifecycle::registry::Registration;
 use crate::lifecycle::service_notify::ServiceNotify;
 use crate::lifecycle::start_lock::{try_lock_start, StartLock};
 use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
+use crate::server::cluster::{Role, SharedStartRole, StartRole};
 use crate::server::dolt::describe_exit;
 use crate::server::log::ServerLog;
 use crate::server::preflight;
@@ -159,7 +162,17 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         instance.data_dir().display(),
         if opts.detached { " (detached)" } else { "" }
     ));
-    let launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
+    let mut launcher = DoltLauncher::new(cfg.clone(), instance.clone(), log.clone());
+    // A cluster node: every launch starts dolt in the role its controller holds.
+    let start_role = cfg.cluster.as_ref().map(|_| {
+        SharedStartRole::new(StartRole {
+            role: Role::Standby,
+            epoch: 0,
+        })
+    });
+    if let Some(r) = &start_role {
+        launcher = launcher.with_start_role(r.clone());
+    }
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.lock = Some(lock);
     sup.record.auto_started = opts.auto_started;
@@ -204,7 +217,28 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         drop(sup.registration.take());
         return Err(e);
     }
+    // The cluster controller decides the first role (etcd must answer) before the first
+    // launch, then runs beside the loop.
+    let mut cluster_task = None;
+    if let Some(role) = start_role {
+        match Controller::prepare(&cfg, sup.log.clone(), role).await {
+            Ok((ctrl, view)) => {
+                sup.cluster_view = Some(view);
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                cluster_task = Some((stop, tokio::spawn(ctrl.run(sup.subscribe(), stopped))));
+            }
+            Err(e) => {
+                sup.finish(Err(&e));
+                drop(sup.registration.take());
+                return Err(e);
+            }
+        }
+    }
     sup.drive().await;
+    if let Some((stop, task)) = cluster_task {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     sup.finish(Ok(()));
     // Before the supervisor lock goes (with `sup`): a successor's entry is never removed.
     drop(sup.registration.take());
@@ -261,6 +295,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     notify: Option<ServiceNotify>,
     /// What the metrics endpoint shows.
     vitals: Vitals,
+    /// A cluster node's role, from its controller (`[cluster]`).
+    cluster_view: Option<watch::Receiver<ClusterView>>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -288,6 +324,7 @@ impl<L: Launcher> Supervisor<L> {
             clients: None,
             last_client_at: None,
             auto_started: false,
+            cluster: None,
         };
         Supervisor {
             launcher,
@@ -318,6 +355,7 @@ impl<L: Launcher> Supervisor<L> {
             state_tx: watch::channel(None).0,
             registration: None,
             notify: None,
+            cluster_view: None,
         }
     }
 
@@ -423,6 +461,9 @@ impl<L: Launcher> Supervisor<L> {
             ServerPhase::Idle => PhaseRecord::Idle,
         };
         self.record.restarts = m.restarts;
+        if let Some(v) = &mut self.cluster_view {
+            self.record.cluster = Some(v.borrow_and_update().clone());
+        }
         self.record.last_error = self.disk_full.clone().or_else(|| m.last_error.clone());
         self.record.updated_at = now_rfc3339();
         // A failed write (full disk, runtime dir removed) never ends the supervisor: the old
@@ -495,7 +536,11 @@ impl<L: Launcher> Supervisor<L> {
         if self.lock.is_some() && !self.lock_is_in_place() {
             self.restore_runtime_files();
         }
-        if self.unwritten {
+        let role_changed = self
+            .cluster_view
+            .as_ref()
+            .is_some_and(|v| v.has_changed().unwrap_or(false));
+        if self.unwritten || role_changed {
             self.publish();
         }
         if let Some(r) = &mut self.registration {

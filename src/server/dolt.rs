@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::config::instance::Instance;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
+use crate::server::cluster::StartRole;
 use crate::server::log::{ServerLog, Source};
 use crate::sys::atomic::write_atomic;
 use crate::sys::install::{installed_dolt, is_executable};
@@ -117,7 +118,12 @@ pub fn prepare_dolt_root(instance: &Instance) -> Result<()> {
     if std::env::var_os("DOLT_ROOT_PATH").is_some_and(|v| !v.is_empty()) {
         return Ok(());
     }
-    let dir = instance.dolt_root().join(".dolt");
+    prepare_root_at(&instance.dolt_root())
+}
+
+/// Creates `root/.dolt/config_global.json` with metrics disabled.
+fn prepare_root_at(root: &Path) -> Result<()> {
+    let dir = root.join(".dolt");
     std::fs::create_dir_all(&dir).at(&dir)?;
     ensure_metrics_disabled(&dir.join("config_global.json"))
 }
@@ -181,6 +187,8 @@ pub struct LaunchSpec {
     pub host: String,
     pub port: u16,
     pub socket: PathBuf,
+    /// The start role of a cluster node (`[cluster]`), as the election decided.
+    pub cluster: Option<StartRole>,
 }
 
 /// Writes the server's YAML config into the runtime dir. JSON is valid YAML, so it is written
@@ -200,6 +208,12 @@ pub fn write_config(cfg: &Config, instance: &Instance, spec: &LaunchSpec) -> Res
         // import/load_data.rs). The server only allows it; each client still opts in.
         "system_variables": { "local_infile": 1 },
     });
+    let mut doc = doc;
+    if let (Some(c), Some(start)) = (&cfg.cluster, spec.cluster) {
+        let (cluster, vars) = super::cluster::config_blocks(c, &spec.host, start);
+        doc["cluster"] = cluster;
+        doc["system_variables"] = vars;
+    }
     let path = instance.dolt_config();
     let text =
         serde_json::to_vec_pretty(&doc).map_err(|e| Error::io(instance.dolt_config(), e.into()))?;
@@ -225,6 +239,17 @@ pub fn launch(
     log: &Arc<ServerLog>,
 ) -> Result<DoltChild> {
     prepare_dolt_root(instance)?;
+    // A cluster node's role lives in its Dolt root, so the root is always its own, and the
+    // role it last had there is forgotten: the election chose the start role in `spec`.
+    let node_root = super::cluster::node_root(cfg, instance);
+    if let Some(root) = &node_root {
+        prepare_root_at(root)?;
+        if super::cluster::forget_persisted_role(root)? {
+            log.event(
+                "cluster: removed the role dolt persisted; starting in the role etcd decided",
+            );
+        }
+    }
     let config = write_config(cfg, instance, spec)?;
     let mut cmd = Command::new(&spec.bin);
     if cfg.client.user == "root" && !cfg.client.password.is_empty() {
@@ -241,8 +266,18 @@ pub fn launch(
         .arg(&config)
         .args(&cfg.server.extra_args)
         .current_dir(instance.data_dir())
-        .envs(dolt_env(instance))
-        .stdin(Stdio::null())
+        .envs(dolt_env(instance));
+    if let Some(root) = &node_root {
+        if std::env::var_os("DOLT_ROOT_PATH").is_some_and(|v| v != root.as_os_str()) {
+            log.event(&format!(
+                "cluster: ignoring the inherited DOLT_ROOT_PATH; a node's role lives in its own \
+                 Dolt root, {}",
+                root.display()
+            ));
+        }
+        cmd.env("DOLT_ROOT_PATH", root);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so stop signals reach everything it spawns and a terminal's
@@ -251,11 +286,14 @@ pub fn launch(
         // Safety net if the supervisor unwinds without stopping it.
         .kill_on_drop(true);
     log.event(&format!(
-        "launching {} sql-server --config {} {} (port {})",
+        "launching {} sql-server --config {} {} (port {}{})",
         spec.bin.display(),
         config.display(),
         cfg.server.extra_args.join(" "),
-        spec.port
+        spec.port,
+        spec.cluster
+            .map(|s| format!(", cluster {} at epoch {}", s.role, s.epoch))
+            .unwrap_or_default()
     ));
     let mut child = cmd.spawn().map_err(|e| Error::DoltBinary {
         bin: spec.bin.clone(),

@@ -2,6 +2,7 @@
 //! port, health probes, the server log, and whether its disk is full. Knows nothing of
 //! restarts or the state file.
 
+pub(crate) mod cluster;
 pub(crate) mod disk;
 pub(crate) mod dolt;
 pub(crate) mod health;

@@ -11,6 +11,11 @@ mod ports;
 #[allow(unused_imports)] // each test binary uses a part of the harness
 pub use ports::{free_port, port_reservations};
 
+// etcd and Toxiproxy as child processes, for the cluster tests.
+mod cluster_infra;
+#[allow(unused_imports)] // each test binary uses a part of the harness
+pub use cluster_infra::*;
+
 use doltctl::ProcessIdentity;
 use doltctl::State;
 use mysql_async::prelude::Queryable;

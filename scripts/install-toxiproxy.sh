@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs Toxiproxy's server (and its CLI), the TCP proxy the cluster tests put between nodes
+# and etcd to inject network faults (partitions, blackholes, latency).
+#
+# Idempotent: if a toxiproxy-server that reports the pinned version is already reachable through
+# TOXIPROXY_BIN, the install prefix or PATH, nothing is built. Otherwise the pinned release is
+# built with `go install` from the Go module proxy (pure Go, no cgo; under a minute with a warm
+# module cache). The absolute path of toxiproxy-server is the last line of stdout.
+#
+# Environment:
+#   DOLTCTL_TOOLS_PREFIX  install prefix (default: $DOLTCTL_DOLT_PREFIX, else $HOME/.local);
+#                         the binaries go to PREFIX/bin/toxiproxy-server and toxiproxy-cli
+#   TOXIPROXY_BIN         an existing toxiproxy-server to accept if it has the pinned version
+set -euo pipefail
+
+# The newest release the Go module proxy reachable from our machines serves (`go list -m
+# -versions github.com/Shopify/toxiproxy/v2` lists v2.3.0 and v2.5.0 only).
+TOXIPROXY_VERSION="2.5.0"
+MODULE="github.com/Shopify/toxiproxy/v2"
+GO_MIN="1.17"
+PREFIX="${DOLTCTL_TOOLS_PREFIX:-${DOLTCTL_DOLT_PREFIX:-${HOME:-/root}/.local}}"
+TARGET="$PREFIX/bin/toxiproxy-server"
+
+log() { echo "install-toxiproxy: $*" >&2; }
+
+# Prints the version a toxiproxy-server binary reports ("toxiproxy-server version 2.5.0"), or
+# nothing. `go install` alone would report "git": the build below stamps the version in.
+version_of() {
+  local bin=$1
+  [ -x "$bin" ] || return 0
+  "$bin" -version 2>/dev/null | sed -n 's/^toxiproxy-server version \([0-9][0-9.]*\).*/\1/p' \
+    | head -n 1 || true
+}
+
+candidates=()
+[ -n "${TOXIPROXY_BIN:-}" ] && candidates+=("$TOXIPROXY_BIN")
+candidates+=("$TARGET")
+if command -v toxiproxy-server >/dev/null 2>&1; then candidates+=("$(command -v toxiproxy-server)"); fi
+for c in "${candidates[@]}"; do
+  if [ "$(version_of "$c")" = "$TOXIPROXY_VERSION" ]; then
+    log "toxiproxy-server $TOXIPROXY_VERSION already installed at $c"
+    realpath "$c"
+    exit 0
+  fi
+done
+
+if ! command -v go >/dev/null 2>&1; then
+  log "Go is not installed; Go >= $GO_MIN is needed to build toxiproxy $TOXIPROXY_VERSION"
+  exit 1
+fi
+go_have=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_have" | sort -V | head -n 1)" != "$GO_MIN" ]; then
+  log "Go $go_have is too old: toxiproxy $TOXIPROXY_VERSION needs Go >= $GO_MIN."
+  exit 1
+fi
+
+log "building toxiproxy $TOXIPROXY_VERSION with $(go version)"
+mkdir -p "$PREFIX/bin"
+# The release Makefile stamps the version the same way; -version then proves what is installed.
+# CGO_ENABLED=0: a static binary, no C compiler needed. GOTOOLCHAIN=local: never download a
+# toolchain. `go install` names the binaries after their directories (server, cli), so they are
+# built into a scratch GOBIN and renamed to the names toxiproxy's releases use.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+GOBIN="$scratch" CGO_ENABLED=0 GOTOOLCHAIN=local \
+  go install -ldflags "-s -w -X $MODULE.Version=$TOXIPROXY_VERSION" \
+  "$MODULE/cmd/server@v$TOXIPROXY_VERSION" "$MODULE/cmd/cli@v$TOXIPROXY_VERSION" >&2
+install -m 0755 "$scratch/server" "$TARGET"
+install -m 0755 "$scratch/cli" "$PREFIX/bin/toxiproxy-cli"
+
+got=$(version_of "$TARGET")
+if [ "$got" != "$TOXIPROXY_VERSION" ]; then
+  log "built $TARGET but it reports version '${got:-none}', expected $TOXIPROXY_VERSION"
+  exit 1
+fi
+log "installed toxiproxy-server $TOXIPROXY_VERSION at $TARGET (and toxiproxy-cli)"
+realpath "$TARGET"

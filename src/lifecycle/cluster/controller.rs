@@ -1,0 +1,451 @@
+//! The cluster controller: a task beside the supervisor loop that gathers the facts every
+//! tick (lease renewal, etcd's keys, the own dolt's phase and role), asks
+//! [`decide`](super::decide::decide) and performs the decision: fence (SIGKILL dolt's group;
+//! the supervisor relaunches it as a standby, reading the role from [`SharedStartRole`]),
+//! campaign and promote, follow, hand over.
+//!
+//! The supervisor's machine knows nothing of roles: a fence is a dolt exit to it, and a
+//! promotion happens inside the running dolt (`dolt_assume_cluster_role`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+
+use super::decide::{decide, Decision, Situation};
+use super::etcd::{Etcd, LeaderRecord, Observed};
+use super::rejoin::Rejoin;
+
+/// The planned hand-over (`doltctl cluster switchover`), a part of the controller.
+#[path = "handover.rs"]
+mod handover;
+use super::ClusterView;
+use crate::config::{ClusterConfig, Config, PortSetting};
+use crate::error::{Error, Result};
+use crate::lifecycle::state_file::{PhaseRecord, State};
+use crate::server::cluster::{Role, SharedStartRole, StartRole};
+use crate::server::log::ServerLog;
+use crate::sys::process::ProcessIdentity;
+
+/// One node's controller.
+pub(crate) struct Controller {
+    cluster: ClusterConfig,
+    /// This node's own dolt (SQL).
+    own: Opts,
+    etcd: Etcd,
+    log: Arc<ServerLog>,
+    start_role: SharedStartRole,
+    /// The leader record this node holds, while it is the primary.
+    holding: Option<LeaderRecord>,
+    /// Send time of the last successful renewal.
+    last_renewal: Instant,
+    /// A lease this node held when it fenced itself: revoked once etcd answers, so the others
+    /// can campaign without waiting for it to expire.
+    stale_lease: Option<i64>,
+    view: watch::Sender<ClusterView>,
+    last_note: String,
+    /// The rejoin checker, while no check runs (a check runs as a task of its own, so it never
+    /// delays a renewal).
+    rejoin: Option<Rejoin>,
+    rejoin_task: Option<tokio::task::JoinHandle<Rejoin>>,
+    /// The own dolt as the supervisor last published it.
+    server: Option<ProcessIdentity>,
+    /// Ticks since the own dolt's role was last asked (a standby asks about once a second).
+    role_check: u32,
+}
+
+/// How often a primary renews its lease: four times per TTL.
+pub(crate) fn renew_every(ttl: Duration) -> Duration {
+    ttl / 4
+}
+
+/// When a primary without a successful renewal fences itself: half the TTL after the last
+/// renewal's send time, so it has stopped writing well before etcd can let the lease expire.
+pub(crate) fn fence_after(ttl: Duration) -> Duration {
+    ttl / 2
+}
+
+impl Controller {
+    /// Connects to etcd and decides the first start role: primary if this node wins the
+    /// lease now (no leader), else standby at the recorded epoch. etcd must answer: a node
+    /// that cannot reach it refuses to start rather than guess a role.
+    pub(crate) async fn prepare(
+        cfg: &Config,
+        log: Arc<ServerLog>,
+        start_role: SharedStartRole,
+    ) -> Result<(Controller, watch::Receiver<ClusterView>)> {
+        let Some(cluster) = cfg.cluster.clone() else {
+            return Err(Error::ConfigValue("no [cluster] section".into()));
+        };
+        let port = match cfg.server.port {
+            PortSetting::Fixed(p) => p,
+            PortSetting::Auto => 0,
+        };
+        let own = crate::server::health::probe_opts(cfg, port);
+        let mut etcd = Etcd::connect(&cluster, renew_every(cluster.lease_ttl)).await?;
+        let observed = etcd.observe().await?;
+        let start = StartRole {
+            role: Role::Standby,
+            epoch: observed.leader.as_ref().map_or(observed.epoch, |l| l.epoch),
+        };
+        start_role.set(start);
+        let (view, view_rx) = watch::channel(ClusterView {
+            node: cluster.node.clone(),
+            role: Role::Standby,
+            epoch: start.epoch,
+            leader: observed.leader.as_ref().map(|l| l.node.clone()),
+            etcd_reachable: true,
+        });
+        let mut c = Controller {
+            own,
+            etcd,
+            log,
+            start_role,
+            holding: None,
+            last_renewal: Instant::now(),
+            stale_lease: None,
+            view,
+            last_note: String::new(),
+            rejoin: Some(Rejoin::new(cfg)),
+            rejoin_task: None,
+            server: None,
+            role_check: 0,
+            cluster,
+        };
+        // A lease this node held in an earlier life (its supervisor was killed): released, so
+        // the election below starts from a clean slate rather than waiting for the TTL.
+        let mut observed = observed;
+        if let Some(l) = observed.leader.clone().filter(|l| l.node == c.cluster.node) {
+            c.etcd.revoke(l.lease).await?;
+            c.log.event(&format!(
+                "cluster: released the lease this node held before its supervisor restarted (epoch {})",
+                l.epoch
+            ));
+            observed = c.etcd.observe().await?;
+        }
+        let handover_elsewhere = observed
+            .handover
+            .as_deref()
+            .is_some_and(|n| !n.is_empty() && n != c.cluster.node);
+        if observed.leader.is_none() && !handover_elsewhere {
+            let sent = Instant::now();
+            if let Some(rec) = c
+                .etcd
+                .campaign(&c.cluster.node, c.cluster.lease_ttl, &observed)
+                .await?
+            {
+                c.log.event(&format!(
+                    "cluster {}: node {} took the leader lease at epoch {}; starting dolt as primary",
+                    c.cluster.name, c.cluster.node, rec.epoch
+                ));
+                c.take_leadership(rec, sent);
+            }
+        }
+        if c.holding.is_none() {
+            c.log.event(&format!(
+                "cluster {}: node {} starts dolt as standby at epoch {} (leader: {})",
+                c.cluster.name,
+                c.cluster.node,
+                start.epoch,
+                observed.leader.as_ref().map_or("none", |l| l.node.as_str())
+            ));
+        }
+        Ok((c, view_rx))
+    }
+
+    fn take_leadership(&mut self, rec: LeaderRecord, sent: Instant) {
+        self.start_role.set(StartRole {
+            role: Role::Primary,
+            epoch: rec.epoch,
+        });
+        self.last_renewal = sent;
+        self.view.send_modify(|v| {
+            v.role = Role::Primary;
+            v.epoch = rec.epoch;
+            v.leader = Some(rec.node.clone());
+            v.etcd_reachable = true;
+        });
+        self.holding = Some(rec);
+    }
+
+    /// Runs until the supervisor ends (the state channel closes).
+    /// Runs until the supervisor ends (`stop` fires, or the state channel closes); a primary
+    /// then releases its lease, so a standby takes over at once instead of after the TTL (its
+    /// dolt is already stopped: the supervisor's loop has ended).
+    pub(crate) async fn run(
+        mut self,
+        mut state: watch::Receiver<Option<State>>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        loop {
+            let tick = if self.holding.is_some() {
+                renew_every(self.cluster.lease_ttl)
+            } else {
+                renew_every(self.cluster.lease_ttl).min(Duration::from_millis(250))
+            };
+            tokio::select! {
+                changed = state.changed() => if changed.is_err() { break },
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let snapshot = state.borrow_and_update().clone();
+            self.step(snapshot.as_ref()).await;
+        }
+        if let Some(h) = self.holding.take() {
+            match self.etcd.revoke(h.lease).await {
+                Ok(()) => self
+                    .log
+                    .event("cluster: released the leader lease (this node stops)"),
+                Err(e) => self.log.event(&format!(
+                    "cluster: could not release the leader lease ({e}); it expires after lease_ttl"
+                )),
+            }
+        }
+    }
+
+    /// One tick: renew (holding) or look (standby), decide, act. A holder's I/O races its
+    /// fencing deadline, so a hanging etcd cannot delay the fence.
+    async fn step(&mut self, state: Option<&State>) {
+        let ready = state.is_some_and(|s| matches!(s.phase, PhaseRecord::Running { .. }));
+        self.server = state.and_then(|s| s.server().cloned());
+        let mut lease_gone = false;
+        let mut observed = None;
+        if let Some(held) = self.holding.clone() {
+            let deadline = self.last_renewal + fence_after(self.cluster.lease_ttl);
+            let io = async {
+                let sent = Instant::now();
+                let renewed = self.etcd.keep_alive(held.lease).await;
+                let observed = self.etcd.observe().await.ok();
+                (sent, renewed, observed)
+            };
+            tokio::select! {
+                (sent, renewed, o) = io => {
+                    match renewed {
+                        Ok(ttl) if ttl > 0 => self.last_renewal = sent,
+                        Ok(_) => lease_gone = true,
+                        Err(e) => self.note(&format!("cluster: renewing the leader lease failed: {e}")),
+                    }
+                    observed = o;
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        } else {
+            observed = self.etcd.observe().await.ok();
+            if let (Some(lease), Some(_)) = (self.stale_lease, &observed) {
+                if self.etcd.revoke(lease).await.is_ok() {
+                    self.log.event(&format!(
+                        "cluster: released the lease this node held before it fenced itself ({lease:x})"
+                    ));
+                    self.stale_lease = None;
+                    observed = self.etcd.observe().await.ok();
+                }
+            }
+        }
+        self.role_check += 1;
+        let says_primary = if self.holding.is_none() && ready && self.role_check >= 4 {
+            self.role_check = 0;
+            self.own_role().await == Some(Role::Primary)
+        } else {
+            false
+        };
+        let situation = Situation {
+            node: &self.cluster.node,
+            holding: self.holding.as_ref(),
+            since_renewal: self.last_renewal.elapsed(),
+            fence_after: fence_after(self.cluster.lease_ttl),
+            lease_gone,
+            observed: observed.as_ref(),
+            dolt_ready: ready,
+            dolt_says_primary: says_primary,
+        };
+        let decision = decide(&situation);
+        self.view.send_if_modified(|v| {
+            std::mem::replace(&mut v.etcd_reachable, observed.is_some()) != observed.is_some()
+        });
+        match decision {
+            Decision::Hold => {
+                self.start_rejoin_check().await;
+            }
+            Decision::Fence(why) => self.fence(&why, state),
+            Decision::Campaign => {
+                if let Some(o) = &observed {
+                    self.campaign(o).await;
+                }
+            }
+            Decision::Follow(leader) => {
+                self.start_role.set(StartRole {
+                    role: Role::Standby,
+                    epoch: leader.epoch,
+                });
+                self.view.send_if_modified(|v| {
+                    let new = (Role::Standby, leader.epoch, Some(leader.node.clone()));
+                    let changed = (v.role, v.epoch, v.leader.clone()) != new;
+                    (v.role, v.epoch, v.leader) = new;
+                    changed
+                });
+                self.note(&format!(
+                    "cluster: following {} (primary at epoch {})",
+                    leader.node, leader.epoch
+                ));
+            }
+            Decision::HandOver(to) => self.hand_over(to).await,
+            Decision::Wait(why) => {
+                self.view.send_if_modified(|v| {
+                    let changed = v.leader.is_some() && observed.is_some();
+                    if observed.is_some() {
+                        v.leader = None;
+                    }
+                    changed
+                });
+                self.note(&format!("cluster: standby: {why}"));
+            }
+        }
+    }
+
+    /// Starts a rejoin comparison (`rejoin.rs`) unless one runs.
+    async fn start_rejoin_check(&mut self) {
+        if let Some(t) = self.rejoin_task.take_if(|t| t.is_finished()) {
+            match t.await {
+                Ok(r) => self.rejoin = Some(r),
+                Err(e) => self.log.event(&format!(
+                    "cluster: the rejoin check failed ({e}); no more checks"
+                )),
+            }
+        }
+        if let Some(mut r) = self.rejoin.take() {
+            let (own, log) = (self.own.clone(), self.log.clone());
+            self.rejoin_task = Some(tokio::spawn(async move {
+                r.check(&own, &log).await;
+                r
+            }));
+        }
+    }
+
+    /// Logs `line` when it differs from the last note (a state, not a tick).
+    fn note(&mut self, line: &str) {
+        if self.last_note != line {
+            self.log.event(line);
+            self.last_note = line.to_string();
+        }
+    }
+
+    /// Stops taking writes now: the next launch is a standby; SIGKILL to dolt's group (a
+    /// graceful demotion can wait 10 s and stays primary when no standby answers).
+    fn fence(&mut self, why: &str, state: Option<&State>) {
+        let epoch = self
+            .holding
+            .as_ref()
+            .map_or(self.start_role.get().epoch, |h| h.epoch);
+        self.start_role.set(StartRole {
+            role: Role::Standby,
+            epoch,
+        });
+        if let Some(h) = self.holding.take() {
+            self.stale_lease = Some(h.lease);
+        }
+        let server = state.and_then(|s| s.server().cloned());
+        let killed = self.kill_own();
+        self.log.event(&format!(
+            "cluster: FENCING: {why}; {} and relaunching it as standby at epoch {epoch}",
+            if killed {
+                format!(
+                    "killed dolt pid {} (SIGKILL to its group)",
+                    server.map_or(0, |s| s.pid)
+                )
+            } else {
+                "no dolt was running".to_string()
+            }
+        ));
+        self.last_note.clear();
+        self.view.send_modify(|v| {
+            v.role = Role::Standby;
+            v.epoch = epoch;
+            v.leader = None;
+        });
+    }
+
+    /// Tries to take the lease; the winner promotes its running dolt at the new epoch.
+    async fn campaign(&mut self, observed: &Observed) {
+        let sent = Instant::now();
+        match self
+            .etcd
+            .campaign(&self.cluster.node, self.cluster.lease_ttl, observed)
+            .await
+        {
+            Ok(Some(rec)) => {
+                let epoch = rec.epoch;
+                self.take_leadership(rec, sent);
+                match self.assume("primary", epoch).await {
+                    Ok(()) => self.log.event(&format!(
+                        "cluster: PROMOTED: node {} took the leader lease and is primary at epoch {epoch} ({} ms after the lease was granted)",
+                        self.cluster.node,
+                        sent.elapsed().as_millis()
+                    )),
+                    Err(e) => {
+                        // The launch reads the role: a relaunch starts it as primary.
+                        self.log.event(&format!(
+                            "cluster: took the leader lease at epoch {epoch}, but promoting the running dolt failed ({e}); restarting it as primary"
+                        ));
+                        self.kill_own();
+                    }
+                }
+                self.last_note.clear();
+            }
+            Ok(None) => self.note("cluster: another node won the campaign"),
+            Err(e) => self.note(&format!("cluster: campaign failed: {e}")),
+        }
+    }
+
+    /// SIGKILL to the own dolt's group (identity-checked); the supervisor relaunches it in
+    /// the role [`SharedStartRole`] holds.
+    fn kill_own(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(|id| id.signal_group(Signal::SIGKILL).is_ok())
+    }
+
+    /// `CALL dolt_assume_cluster_role(role, epoch)` on the own dolt, on a fresh connection.
+    async fn assume(&self, role: &str, epoch: u64) -> std::result::Result<(), String> {
+        let fut = async {
+            let mut conn = Conn::new(self.own.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let r = conn
+                .query_drop(format!("CALL dolt_assume_cluster_role('{role}', {epoch})"))
+                .await
+                .map_err(|e| e.to_string());
+            let _ = conn.disconnect().await;
+            r
+        };
+        // A graceful demotion waits up to 10 s (Dolt's fixed limit) for the standbys.
+        tokio::time::timeout(Duration::from_secs(20), fut)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 20s".into()))
+    }
+
+    /// The own dolt's `@@dolt_cluster_role`, if it answers.
+    async fn own_role(&self) -> Option<Role> {
+        own_role(&self.own).await
+    }
+}
+
+/// A dolt's `@@dolt_cluster_role`, if it answers within 2 s.
+pub(crate) async fn own_role(opts: &Opts) -> Option<Role> {
+    let fut = async {
+        let mut conn = Conn::new(opts.clone()).await.ok()?;
+        let r: Option<String> = conn.query_first("SELECT @@dolt_cluster_role").await.ok()?;
+        let _ = conn.disconnect().await;
+        match r.as_deref() {
+            Some("primary") => Some(Role::Primary),
+            Some("standby") => Some(Role::Standby),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .ok()
+        .flatten()
+}
