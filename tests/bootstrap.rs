@@ -250,7 +250,12 @@ fn init_writes_a_config_from_the_template_and_never_rewrites_it() {
     assert!(log.contains("doltctl <doltctl@localhost>"), "{log}");
 
     // A second run reads that config (no --data-dir needed) and keeps it as it is.
-    std::fs::write(&cfg_path, text.replace("[server]", "# edited\n[server]")).unwrap();
+    // (The section header only: comments mention `[server] port` too.)
+    std::fs::write(
+        &cfg_path,
+        text.replacen("\n[server]\n", "\n# edited\n[server]\n", 1),
+    )
+    .unwrap();
     let edited = std::fs::read_to_string(&cfg_path).unwrap();
     let out = stdout(&run(&["init"]));
     assert!(out.contains("everything is already in place"), "{out}");
