@@ -471,7 +471,7 @@ pub struct SqlArgs {
 }
 
 /// `doltctl sql`: the statements of `-q`, else of stdin. On a terminal without `-q`, an
-/// interactive mysql/mariadb client instead (see [`interactive`]).
+/// interactive mysql/mariadb client instead (see `cli::interactive`).
 pub fn sql(cfg: Config, args: SqlArgs) -> Result<ExitCode> {
     if args.query.is_none() && std::io::stdin().is_terminal() {
         return interactive::sql(cfg, &args);

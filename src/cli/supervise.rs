@@ -64,7 +64,7 @@ pub struct RunArgs {
 /// Writing them never fails and never panics: stderr may be `supervisor.log` on a full disk,
 /// or a closed pipe or terminal (SIGPIPE is ignored in the supervisor, so that is EPIPE). A
 /// line stderr refuses is dropped and counted, and once a write works again it is preceded
-/// by a line saying how many were dropped and why (see [`StderrWriter`]). tracing's own
+/// by a line saying how many were dropped and why (see `StderrWriter`). tracing's own
 /// report of a failed write is off: it goes to stderr with `eprintln!`, which panics when
 /// stderr fails, so a full disk under `supervisor.log` would kill the supervisor.
 pub fn init_logging(supervisor: bool) {

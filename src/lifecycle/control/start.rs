@@ -1,169 +1,11 @@
-//! Operations on an instance from outside the supervisor: start a detached supervisor, stop,
-//! restart, status. Status is a pure read; only start/stop/restart change anything.
+//! Starting: deciding under the start lock whether a supervisor must be launched, launching
+//! it detached, and waiting until its server is ready.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
-
-use crate::config::instance::Instance;
-use crate::config::Config;
-use crate::error::{Error, IoContext, Result};
-use crate::lifecycle::control_socket::Watcher;
-pub use crate::lifecycle::exclusive;
-use crate::lifecycle::start_lock::{lock_start, StartLock};
-use crate::lifecycle::state_file::{Phase, PhaseRecord, State};
-use crate::server::log as logs;
-use crate::server::preflight;
-use crate::sys::process::ProcessIdentity;
-
-/// What `status` sees: the state file (if any) and whether its processes are really alive.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// The instance's files.
-    pub instance: Instance,
-    /// The state file, if there is one.
-    pub state: Option<State>,
-    /// The supervisor it records is still that process.
-    pub supervisor_alive: bool,
-    /// The server it records is still that process.
-    pub server_alive: bool,
-    /// A server of ours running without a supervisor: the recorded server when its
-    /// supervisor is gone, or else a `dolt sql-server` running this data dir's generated
-    /// config. Only looked for when no supervisor runs for the data dir.
-    pub orphan: Option<ProcessIdentity>,
-}
-
-impl Status {
-    /// Running and ready to take connections.
-    pub fn is_ready(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| {
-            crate::lifecycle::state_file::is_ready(
-                s.kind(),
-                self.supervisor_alive,
-                self.server_alive,
-            )
-        })
-    }
-
-    /// The phase as a person should read it: a state file whose supervisor is dead says
-    /// nothing about the present, and a server of ours without a supervisor is
-    /// [`Phase::Orphaned`], never `stopped`.
-    pub fn phase(&self) -> Phase {
-        derive_phase(
-            self.state.as_ref().map(State::kind),
-            self.supervisor_alive,
-            self.orphan.is_some(),
-        )
-    }
-}
-
-/// The status phase from what the state file records and what is alive: the supervisor's own
-/// phase while it lives; else `orphaned` while a server of ours runs; else the last phase if it
-/// explains the stop (`failed`, `idle`); else `stopped`.
-pub(crate) fn derive_phase(recorded: Option<Phase>, supervisor_alive: bool, orphan: bool) -> Phase {
-    match recorded {
-        Some(p) if supervisor_alive => p,
-        _ if orphan => Phase::Orphaned,
-        Some(p @ (Phase::Failed | Phase::Idle)) => p,
-        _ => Phase::Stopped,
-    }
-}
-
-/// The servers of ours that run without a supervisor: the recorded server if it is still that
-/// process, and every `dolt sql-server` running this data dir's generated config. Empty while a
-/// supervisor runs: the recorded one, or any process holding `supervisor.lock` (looked up in
-/// `/proc/locks`, never by taking the lock, which could make a starting supervisor fail).
-pub fn unsupervised_servers(instance: &Instance, state: Option<&State>) -> Vec<ProcessIdentity> {
-    if state.is_some_and(|s| s.supervisor_alive())
-        || crate::sys::locks::holder_of(&instance.supervisor_lock()).is_some()
-    {
-        return vec![];
-    }
-    let mut out: Vec<ProcessIdentity> = state
-        .and_then(|s| s.server().cloned())
-        .filter(|p| p.is_running())
-        .into_iter()
-        .collect();
-    for p in preflight::own_servers(instance) {
-        if !out.iter().any(|o| o.pid == p.pid) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Reads the instance's status. No side effects: nothing is created, locked or removed.
-pub fn status(cfg: &Config) -> Result<Status> {
-    let instance = Instance::new(&cfg.data_dir);
-    let state = current_state(&instance)?;
-    Ok(status_of(instance, state))
-}
-
-/// Like [`status`], without looking for orphans (`orphan` is always `None`), which takes a
-/// scan of every process: what clients use, many at once at a cold start. An orphan does not
-/// matter to them: the supervisor a start launches stops it before its own launch.
-pub fn supervised_status(cfg: &Config) -> Result<Status> {
-    let instance = Instance::new(&cfg.data_dir);
-    let state = current_state(&instance)?;
-    Ok(status_without_orphans(instance, state))
-}
-
-fn status_without_orphans(instance: Instance, state: Option<State>) -> Status {
-    let supervisor_alive = state.as_ref().is_some_and(|s| s.supervisor_alive());
-    let server_alive = state.as_ref().is_some_and(|s| s.server_alive());
-    Status {
-        instance,
-        state,
-        supervisor_alive,
-        server_alive,
-        orphan: None,
-    }
-}
-
-fn status_of(instance: Instance, state: Option<State>) -> Status {
-    let mut st = status_without_orphans(instance, state);
-    if !st.supervisor_alive {
-        st.orphan = unsupervised_servers(&st.instance, st.state.as_ref())
-            .into_iter()
-            .next();
-    }
-    st
-}
-
-/// Waits for the supervisor's next state, at most `max`: through `watcher` once it is
-/// connected (a supervisor that goes away ends it at once), else 10 ms, then tries to
-/// connect one for the next wait.
-pub(crate) async fn next_change(watcher: &mut Option<Watcher>, instance: &Instance, max: Duration) {
-    match watcher.as_mut() {
-        Some(w) => match tokio::time::timeout(max, w.next()).await {
-            Ok(Some(_)) | Err(_) => {}
-            Ok(None) => *watcher = None,
-        },
-        None => {
-            tokio::time::sleep(max.min(Duration::from_millis(10))).await;
-            *watcher = Watcher::connect(instance).await;
-        }
-    }
-}
-
-/// The instance's state as its live supervisor knows it (asked over the control socket, so it
-/// is current even when the state file cannot be written or was deleted), else the state file.
-/// A pure read either way.
-fn current_state(instance: &Instance) -> Result<Option<State>> {
-    if let Some(s) = crate::lifecycle::control_socket::query(instance, Duration::from_millis(250)) {
-        return Ok(Some(s));
-    }
-    State::read(&instance.state_file())
-}
+use super::*;
 
 /// Like [`supervised_status`], but a malformed state file counts as none: `start` replaces it
 /// (the supervisor lock, not the state file, is what keeps supervisors unique).
-fn status_for_start(cfg: &Config) -> Result<Status> {
+pub(super) fn status_for_start(cfg: &Config) -> Result<Status> {
     match supervised_status(cfg) {
         Err(e @ Error::StateFile { .. }) => {
             tracing::warn!("{e}");
@@ -219,7 +61,7 @@ pub(crate) async fn start_locked(
 }
 
 /// A config that asks for a read-only server gets no writable one.
-fn refuse_writable_for_read_only(cfg: &Config, state: State) -> Result<State> {
+pub(super) fn refuse_writable_for_read_only(cfg: &Config, state: State) -> Result<State> {
     if cfg.server.read_only && !state.read_only {
         return Err(Error::WritableServerRunning {
             data_dir: state.data_dir.clone(),
@@ -229,7 +71,7 @@ fn refuse_writable_for_read_only(cfg: &Config, state: State) -> Result<State> {
     Ok(state)
 }
 
-async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
+pub(super) async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     // Fast path, no lock: a running server is the common case for clients.
     let current = supervised_status(cfg).ok();
     if let Some(st) = &current {
@@ -245,7 +87,7 @@ async fn ensure_running(cfg: &Config, opts: &StartOptions) -> Result<State> {
     ensure_running_with(cfg, opts, None).await
 }
 
-async fn ensure_running_with(
+pub(super) async fn ensure_running_with(
     cfg: &Config,
     opts: &StartOptions,
     mut held: Option<StartLock>,
@@ -290,7 +132,7 @@ async fn ensure_running_with(
 
 /// Waits until a supervisor we spawned has taken its lock and recorded itself in the state
 /// file, or has exited (then `wait_ready` reports why).
-async fn wait_registered(
+pub(super) async fn wait_registered(
     cfg: &Config,
     instance: &Instance,
     child: &mut std::process::Child,
@@ -323,7 +165,7 @@ async fn wait_registered(
 }
 
 /// Re-executes this program as `doltctl run` in a new session, detached from the terminal.
-fn spawn_supervisor(
+pub(super) fn spawn_supervisor(
     cfg: &Config,
     instance: &Instance,
     opts: &StartOptions,
@@ -439,7 +281,7 @@ pub fn supervisor_program() -> Result<std::path::PathBuf> {
 }
 
 /// [`supervisor_program`], and whether it needs [`SUPERVISOR_MARKER`].
-fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
+pub(super) fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
     if let Some(p) = std::env::var_os("DOLTCTL_BIN").filter(|v| !v.is_empty()) {
         return Ok((p.into(), false));
     }
@@ -464,7 +306,7 @@ fn supervisor_command() -> Result<(std::path::PathBuf, bool)> {
 }
 
 /// Waits on a child in a thread so it never lingers as a zombie in a long-lived process.
-fn reap_in_background(mut child: std::process::Child) {
+pub(super) fn reap_in_background(mut child: std::process::Child) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
@@ -476,7 +318,7 @@ fn reap_in_background(mut child: std::process::Child) {
 /// Waits until the state file says running with a live server (and, if `not_server` is set,
 /// a different server than that pid), or the start failed. `Ok(None)`: the supervisor we were
 /// waiting for (not our child) went away.
-async fn wait_ready(
+pub(super) async fn wait_ready(
     cfg: &Config,
     instance: &Instance,
     mut child: Option<&mut std::process::Child>,
@@ -556,204 +398,9 @@ async fn wait_ready(
     }
 }
 
-fn last_lines(path: &Path, n: usize) -> Option<String> {
+pub(super) fn last_lines(path: &Path, n: usize) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(n)..].join("\n");
     (!tail.is_empty()).then_some(tail)
-}
-
-/// What `stop` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// Nothing was running.
-    NotRunning,
-    /// The supervisor stopped the server and exited.
-    Stopped,
-    /// No supervisor ran; these servers of ours (pids) ran without one and were stopped.
-    Orphans(Vec<i32>),
-}
-
-/// Stops the supervisor and its server; returns once both are gone. Servers of ours running
-/// without a supervisor (see [`unsupervised_servers`]) are stopped too: SIGTERM to the group,
-/// SIGKILL after `stop_timeout`. A malformed state file is no obstacle unless a supervisor
-/// runs (then it says which file).
-pub async fn stop(cfg: &Config) -> Result<Stopped> {
-    let instance = Instance::new(&cfg.data_dir);
-    // Without a runtime dir there is no start lock to take (and no supervisor), but a server
-    // of ours whose files were deleted under it may still run.
-    let _lock = match instance.runtime_dir().is_dir() {
-        true => Some(lock_start(&instance, start_deadline(cfg), cfg.client.retry_window).await?),
-        false => None,
-    };
-    stop_locked(cfg, &instance).await
-}
-
-/// [`stop`] for a caller that holds the start lock (or has no runtime dir to take it in).
-pub(crate) async fn stop_locked(cfg: &Config, instance: &Instance) -> Result<Stopped> {
-    let instance = instance.clone();
-    let mut state = match current_state(&instance) {
-        Ok(s) => s,
-        Err(e @ Error::StateFile { .. }) => {
-            if crate::sys::locks::holder_of(&instance.supervisor_lock()).is_some() {
-                return Err(e);
-            }
-            tracing::warn!("{e}");
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    let mut did = false;
-    if let Some(sup) = state
-        .as_ref()
-        .and_then(|s| s.supervisor.clone())
-        .filter(|s| s.is_running())
-    {
-        did = true;
-        sup.signal(Signal::SIGTERM)?;
-        // The supervisor itself escalates to SIGKILL after stop_timeout.
-        if !sup
-            .wait_gone(cfg.server.stop_timeout + Duration::from_secs(15))
-            .await
-        {
-            tracing::warn!(pid = sup.pid, "supervisor did not exit; killing it");
-            let _ = sup.signal(Signal::SIGKILL);
-            sup.wait_gone(Duration::from_secs(5)).await;
-        }
-        state = current_state(&instance)?.or(state);
-    }
-    // Left behind by a killed supervisor, or by one whose state file was lost.
-    let mut orphans = vec![];
-    for server in unsupervised_servers(&instance, state.as_ref()) {
-        server.terminate(cfg.server.stop_timeout).await?;
-        orphans.push(server.pid);
-    }
-    // The supervisor was killed before it could record the stop itself. Where there is no
-    // runtime dir (the data dir was removed under the supervisor) there is no state file to
-    // correct either: nothing is recorded, and nothing is created.
-    let recordable = instance.runtime_dir().is_dir();
-    if let Some(state) = state
-        .as_mut()
-        .filter(|s| recordable && s.phase != PhaseRecord::Stopped)
-    {
-        state.phase = PhaseRecord::Stopped;
-        state.updated_at = crate::sys::clock::now_rfc3339();
-        state.write(&instance.state_file())?;
-    }
-    Ok(match (did, orphans.is_empty()) {
-        (true, _) => Stopped::Stopped,
-        (false, false) => Stopped::Orphans(orphans),
-        (false, true) => Stopped::NotRunning,
-    })
-}
-
-/// Restarts the server: through the running supervisor (which also leaves `failed`), or by
-/// starting one.
-pub async fn restart(cfg: &Config) -> Result<State> {
-    let instance = Instance::new(&cfg.data_dir);
-    let st = status(cfg)?;
-    let sup = st.state.as_ref().and_then(|s| s.supervisor.clone());
-    match sup.filter(|s| s.is_running()) {
-        Some(sup) => {
-            let old = st.state.as_ref().and_then(|s| s.server().map(|p| p.pid));
-            let old_update = st.state.as_ref().map(|s| s.updated_at.clone());
-            sup.signal(Signal::SIGUSR1)?;
-            // Judge only states written after the signal was handled, not the old one.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && current_state(&instance)?.map(|s| s.updated_at) == old_update
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            match wait_ready(cfg, &instance, None, old, start_deadline(cfg)).await? {
-                Some(state) => Ok(state),
-                None => start(cfg).await,
-            }
-        }
-        None => start(cfg).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The status phase for every recorded phase (and none), with the supervisor alive or not
-    /// and an orphan or not. A live supervisor's phase is the truth; without one, a server of
-    /// ours running is `orphaned`, never `stopped`.
-    #[test]
-    fn status_phase_is_derived_from_the_record_and_the_living() {
-        use Phase::*;
-        let recorded = [
-            None,
-            Some(Starting),
-            Some(Running),
-            Some(Backoff),
-            Some(Stopping),
-            Some(Stopped),
-            Some(Failed),
-            Some(Idle),
-        ];
-        for r in recorded {
-            // A live supervisor is known only from a state file.
-            for supervisor in [false, true].into_iter().filter(|s| !s || r.is_some()) {
-                for orphan in [false, true] {
-                    let got = derive_phase(r, supervisor, orphan);
-                    let want = match (r, supervisor, orphan) {
-                        (Some(p), true, _) => p,
-                        (_, false, true) => Orphaned,
-                        (Some(Failed), false, false) => Failed,
-                        (Some(Idle), false, false) => Idle,
-                        _ => Stopped,
-                    };
-                    assert_eq!(
-                        got, want,
-                        "recorded {r:?}, supervisor {supervisor}, orphan {orphan}"
-                    );
-                    if orphan && !supervisor {
-                        assert_ne!(got, Stopped, "an orphan is never reported stopped");
-                    }
-                }
-            }
-        }
-    }
-
-    /// A state file whose supervisor and server are both someone else now (pids reused, as
-    /// forged here with wrong start times): not alive, no orphan, stopped.
-    #[test]
-    fn a_state_file_of_dead_processes_is_stopped_and_names_no_orphan() {
-        let dir = tempfile::tempdir().unwrap();
-        let instance = Instance::new(dir.path());
-        let me = ProcessIdentity::current().unwrap();
-        let forged = ProcessIdentity {
-            start_time: me.start_time + 1,
-            ..me
-        };
-        let state = State {
-            phase: PhaseRecord::Running {
-                server: forged.clone(),
-                started_at: "2026-11-28T21:00:00.000Z".into(),
-            },
-            supervisor: Some(forged),
-            host: "127.0.0.1".into(),
-            port: 1,
-            socket: None,
-            url: None,
-            data_dir: dir.path().into(),
-            read_only: false,
-            restarts: 0,
-            last_error: None,
-            log_tail: vec![],
-            dolt_version: None,
-            updated_at: "2026-11-28T21:00:00.000Z".into(),
-            clients: None,
-            last_client_at: None,
-            auto_started: false,
-            cluster: None,
-        };
-        let st = status_of(instance, Some(state));
-        assert!(!st.supervisor_alive && !st.server_alive);
-        assert!(st.orphan.is_none());
-        assert_eq!(st.phase(), Phase::Stopped);
-    }
 }
