@@ -83,6 +83,29 @@ fn fds(pid: i32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
+/// The supervisor's RSS and open files with the clients paused and none in flight: the least
+/// of a few readings over half a second (a health probe or control-socket answer may be
+/// under way at any one of them). The clients go on afterwards.
+async fn quiet_reading(
+    pid: i32,
+    paused: &AtomicBool,
+    active: &AtomicUsize,
+) -> (Option<u64>, Option<usize>) {
+    paused.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    while active.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut rss, mut files) = (None::<u64>, None::<usize>);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss = rss_kib(pid).map(|r| rss.map_or(r, |m| m.min(r)));
+        files = fds(pid).map(|f| files.map_or(f, |m| m.min(f)));
+    }
+    paused.store(false, Ordering::SeqCst);
+    (rss, files)
+}
+
 /// Clients connect, query and disconnect in a loop for `length` (through the library, which
 /// asks the supervisor's control socket each time, and with raw connections that its health
 /// and client-count probes see), with fast health checks so every per-probe cost repeats
@@ -109,13 +132,22 @@ pub async fn soak(doltctl: &Path, dolt: &Path, length: Duration) -> bool {
     let config = doltctl::Config::load(&cfg).expect("config");
     let client = doltctl::Client::from_config(config);
     let stop = Arc::new(AtomicBool::new(false));
+    // Clients pause around each reading, so connections in flight are not counted as leaks.
+    let paused = Arc::new(AtomicBool::new(false));
+    let active = Arc::new(AtomicUsize::new(0));
     let (done, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut tasks = Vec::new();
     for n in 0..CLIENTS {
         let (client, stop, done, errors) =
             (client.clone(), stop.clone(), done.clone(), errors.clone());
+        let (paused, active) = (paused.clone(), active.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
+                if paused.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
                 // Half through the library (state lookup, control socket, retry), half raw.
                 let r: Result<(), String> = async {
                     let mut c = if n % 2 == 0 {
@@ -133,6 +165,7 @@ pub async fn soak(doltctl: &Path, dolt: &Path, length: Duration) -> bool {
                     (one == Some(1)).then_some(()).ok_or("wrong answer".into())
                 }
                 .await;
+                active.fetch_sub(1, Ordering::SeqCst);
                 match r {
                     Ok(()) => done.fetch_add(1, Ordering::SeqCst),
                     Err(e) => {
@@ -147,14 +180,14 @@ pub async fn soak(doltctl: &Path, dolt: &Path, length: Duration) -> bool {
     }
     let warm_up = (length / 10).clamp(Duration::from_secs(3), Duration::from_secs(30));
     tokio::time::sleep(warm_up).await;
-    let (rss0, fd0) = (rss_kib(sup.pid), fds(sup.pid));
+    let (rss0, fd0) = quiet_reading(sup.pid, &paused, &active).await;
     let mut peak_fd = fd0.unwrap_or(0);
     let t = Instant::now();
     while t.elapsed() < length {
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak_fd = peak_fd.max(fds(sup.pid).unwrap_or(0));
     }
-    let (rss1, fd1) = (rss_kib(sup.pid), fds(sup.pid));
+    let (rss1, fd1) = quiet_reading(sup.pid, &paused, &active).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         let _ = t.await;
