@@ -28,6 +28,7 @@ if [ -n "${CARGO_INSTALL_ROOT:-}" ]; then
 else
   bin_dir="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin"
 fi
+bash scripts/install-protoc.sh
 log "building doltctl (cargo install --path . --locked)"
 cargo install --path . --locked
 doltctl_bin="$bin_dir/doltctl"
