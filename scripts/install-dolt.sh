@@ -35,28 +35,15 @@ dolt_version_of() {
   rm -rf "$root"
 }
 
-candidates=()
-[ -n "${DOLT_BIN:-}" ] && candidates+=("$DOLT_BIN")
-candidates+=("$TARGET")
-if command -v dolt >/dev/null 2>&1; then candidates+=("$(command -v dolt)"); fi
-for c in "${candidates[@]}"; do
-  if [ "$(dolt_version_of "$c")" = "$DOLT_VERSION" ]; then
-    log "dolt $DOLT_VERSION already installed at $c"
-    realpath "$c"
-    exit 0
-  fi
-done
-
-if ! command -v go >/dev/null 2>&1; then
-  log "Go is not installed; Go >= $GO_MIN is needed to build dolt $DOLT_VERSION"
-  exit 1
+# shellcheck source=lib/go-tool.sh
+. "$(dirname "$0")/lib/go-tool.sh"
+if found=$(installed_version "$DOLT_VERSION" dolt_version_of "${DOLT_BIN:-}" "$TARGET" \
+  "$(command -v dolt 2>/dev/null || true)"); then
+  log "dolt $DOLT_VERSION already installed at $found"
+  echo "$found"
+  exit 0
 fi
-go_have=$(go env GOVERSION | sed 's/^go//')
-if [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_have" | sort -V | head -n 1)" != "$GO_MIN" ]; then
-  log "Go $go_have is too old: dolt $DOLT_VERSION's go.mod needs Go >= $GO_MIN."
-  log "Install a newer Go from your distribution; this script fetches no toolchains."
-  exit 1
-fi
+require_go "$GO_MIN" "dolt $DOLT_VERSION (its go.mod)"
 if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
   log "a C compiler is required: dolt builds with cgo (bundled zstd)"
   exit 1

@@ -32,27 +32,15 @@ version_of() {
     | head -n 1 || true
 }
 
-candidates=()
-[ -n "${TOXIPROXY_BIN:-}" ] && candidates+=("$TOXIPROXY_BIN")
-candidates+=("$TARGET")
-if command -v toxiproxy-server >/dev/null 2>&1; then candidates+=("$(command -v toxiproxy-server)"); fi
-for c in "${candidates[@]}"; do
-  if [ "$(version_of "$c")" = "$TOXIPROXY_VERSION" ]; then
-    log "toxiproxy-server $TOXIPROXY_VERSION already installed at $c"
-    realpath "$c"
-    exit 0
-  fi
-done
-
-if ! command -v go >/dev/null 2>&1; then
-  log "Go is not installed; Go >= $GO_MIN is needed to build toxiproxy $TOXIPROXY_VERSION"
-  exit 1
+# shellcheck source=lib/go-tool.sh
+. "$(dirname "$0")/lib/go-tool.sh"
+if found=$(installed_version "$TOXIPROXY_VERSION" version_of "${TOXIPROXY_BIN:-}" "$TARGET" \
+  "$(command -v toxiproxy-server 2>/dev/null || true)"); then
+  log "toxiproxy-server $TOXIPROXY_VERSION already installed at $found"
+  echo "$found"
+  exit 0
 fi
-go_have=$(go env GOVERSION | sed 's/^go//')
-if [ "$(printf '%s\n%s\n' "$GO_MIN" "$go_have" | sort -V | head -n 1)" != "$GO_MIN" ]; then
-  log "Go $go_have is too old: toxiproxy $TOXIPROXY_VERSION needs Go >= $GO_MIN."
-  exit 1
-fi
+require_go "$GO_MIN" "toxiproxy $TOXIPROXY_VERSION"
 
 log "building toxiproxy $TOXIPROXY_VERSION with $(go version)"
 mkdir -p "$PREFIX/bin"
