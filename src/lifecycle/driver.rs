@@ -75,7 +75,7 @@ pub(crate) trait Launcher {
         &mut self,
         previous_port: Option<u16>,
     ) -> Result<Launched<Self::Child, Self::Probe>, LaunchError>;
-    /// The server's version, once known (asked after it became ready).
+    /// The server's version, once known (asked when it became ready).
     async fn version(&mut self) -> Option<String>;
 }
 
@@ -88,6 +88,8 @@ pub(crate) struct DoltLauncher {
     bin: Option<BinaryFile>,
     /// What `dolt version` said for it, once known.
     version: Option<String>,
+    /// `dolt version` running beside the launch, for a binary not seen before.
+    version_task: Option<tokio::task::JoinHandle<Result<String>>>,
     /// A cluster node's start role, kept current by the cluster controller.
     start_role: Option<SharedStartRole>,
 }
@@ -100,6 +102,7 @@ impl DoltLauncher {
             log,
             bin: None,
             version: None,
+            version_task: None,
             start_role: None,
         }
     }
@@ -127,7 +130,16 @@ impl DoltLauncher {
         }
         // Before any dolt command: dolt creates the root's global config itself.
         dolt::prepare_dolt_root(&self.instance)?;
+        // Remembered from an earlier start of this very file: no second dolt process beside
+        // the server's start. Otherwise asked beside this launch, ready before dolt is.
         self.version = version::remembered(&self.instance, &id);
+        self.version_task = match self.version {
+            Some(_) => None,
+            None => {
+                let (vb, env) = (b.clone(), dolt::dolt_env(&self.instance));
+                Some(tokio::spawn(async move { dolt::version(&vb, &env).await }))
+            }
+        };
         self.bin = Some(id);
         Ok(b)
     }
@@ -177,19 +189,16 @@ impl Launcher for DoltLauncher {
     }
 
     async fn version(&mut self) -> Option<String> {
-        if self.version.is_none() {
-            // Asked after readiness, so it never competes with the server's start; at most
-            // once per binary file.
-            let bin = self.bin.clone()?;
-            let env = dolt::dolt_env(&self.instance);
-            match tokio::time::timeout(Duration::from_secs(5), dolt::version(&bin.path, &env)).await
-            {
-                Ok(Ok(v)) => {
-                    version::remember(&self.instance, &bin, &v);
+        if let Some(task) = self.version_task.take() {
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Ok(v))) => {
+                    if let Some(bin) = &self.bin {
+                        version::remember(&self.instance, bin, &v);
+                    }
                     self.version = Some(v);
                 }
-                Ok(Err(e)) => tracing::warn!("{e}"),
-                Err(_) => tracing::warn!("`dolt version` did not answer; version not recorded"),
+                Ok(Ok(Err(e))) => tracing::warn!("{e}"),
+                _ => tracing::warn!("`dolt version` did not answer; version not recorded"),
             }
         }
         self.version.clone()

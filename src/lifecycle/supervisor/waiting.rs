@@ -90,6 +90,11 @@ impl<L: Launcher> Supervisor<L> {
             self.record.port,
             started.elapsed().as_millis()
         ));
+        // Remembered for this binary, or asked beside the launch (done by now): recorded with
+        // readiness, so `status` right after `start` names it.
+        if let Some(v) = self.launcher.version().await {
+            self.record.dolt_version = Some(v);
+        }
         // Idle time counts from the first ready time until a client is seen.
         if self.record.last_client_at.is_none() {
             self.record.last_client_at = Some(now_rfc3339());
@@ -106,14 +111,6 @@ impl<L: Launcher> Supervisor<L> {
         let idle_timeout = self.settings.idle_timeout;
         let mut missed = 0u32;
         let mut last_client = Instant::now();
-        // Known from an earlier start of the same binary, or asked now: after readiness has
-        // been published, so it never delays it.
-        if let Some(v) = self.launcher.version().await {
-            if self.record.dolt_version.as_ref() != Some(&v) {
-                self.record.dolt_version = Some(v);
-                self.publish();
-            }
-        }
         let mut tick = tokio::time::interval(h.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
