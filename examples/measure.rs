@@ -17,7 +17,7 @@ use doltctl::State;
 use procfs::process::Process;
 
 mod common;
-use common::{free_port, median, ms, Sandbox};
+use common::{free_port, median, ms, rss_kib, Sandbox};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -80,7 +80,7 @@ fn main() {
     let (c1s, c1d) = (cpu_ticks(sup), cpu_ticks(srv));
     let hz = procfs::ticks_per_second() as f64;
     let pct = |a: u64, b: u64| (b - a) as f64 / hz / window.as_secs_f64() * 100.0;
-    let (rss_sup, rss_srv) = (rss_kib(sup), rss_kib(srv));
+    let (rss_sup, rss_srv) = (rss_kib(sup).unwrap_or(0), rss_kib(srv).unwrap_or(0));
 
     // Client side, against the running server: warm connects through the library versus raw
     // mysql_async connects, and `doltctl url` as a process.
@@ -408,14 +408,5 @@ fn cpu_ticks(pid: i32) -> u64 {
     Process::new(pid)
         .and_then(|p| p.stat())
         .map(|s| s.utime + s.stime)
-        .unwrap_or(0)
-}
-
-/// Resident set size of a process in KiB (`VmRSS` of `/proc/PID/status`); 0 when gone.
-fn rss_kib(pid: i32) -> u64 {
-    Process::new(pid)
-        .and_then(|p| p.status())
-        .ok()
-        .and_then(|s| s.vmrss)
         .unwrap_or(0)
 }

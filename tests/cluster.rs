@@ -390,6 +390,20 @@ async fn ids(node: &Node) -> BTreeSet<i64> {
         .collect()
 }
 
+/// Waits until `node` has `more` rows in app.w beyond what it has now: the writer is getting
+/// writes through there.
+async fn rows_grow(node: &Node, more: usize) {
+    let (start, t) = (ids(node).await.len(), Instant::now());
+    while ids(node).await.len() < start + more {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no {more} new rows on {} within 30s",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn bootstrap(cl: &Cluster) -> String {
     cl.start();
     let primary = cl.settled(Duration::from_secs(30)).await;
@@ -456,7 +470,7 @@ fn bootstrap_host_loss_under_writes_and_the_old_primarys_return() {
             let first = ids(cl.node(&current)).await.last().map_or(1, |m| m + 1);
             let handle = writer(cl.client(&writer_via), first, stop.clone());
             // Some acknowledged writes first.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            rows_grow(cl.node(&current), 20).await;
             let old = cl.node(&current);
             let before = ids(old).await.len();
             let killed_at = Instant::now();
@@ -546,7 +560,7 @@ fn switchover_loses_no_acknowledged_write() {
         let primary = bootstrap(&cl).await;
         let stop = Arc::new(AtomicBool::new(false));
         let handle = writer(cl.client("c"), 1, stop.clone());
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        rows_grow(cl.node(&primary), 20).await;
         let t = Instant::now();
         let out = cl
             .node("c")
@@ -565,7 +579,8 @@ fn switchover_loses_no_acknowledged_write() {
             String::from_utf8_lossy(&out.stdout).trim(),
             "b is the primary"
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The writer carries on against b.
+        rows_grow(cl.node("b"), 20).await;
         stop.store(true, Ordering::Relaxed);
         let w = handle.join().unwrap();
         assert_eq!(cl.settled(Duration::from_secs(20)).await, "b");

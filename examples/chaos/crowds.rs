@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use crate::common::{median, ms};
+use crate::common::{median, ms, rss_kib};
 use crate::{doltctl_out, sandbox, state, verdict, Watch};
 
 /// `clients` processes run `doltctl sql -q "select 1"` at once on a stopped data dir: every
@@ -67,15 +67,6 @@ pub fn cold_crowd(doltctl: &Path, dolt: &Path, clients: usize) -> bool {
         verdict(ok)
     );
     ok
-}
-
-/// The resident set of a process, in KiB.
-fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Open file descriptors of a process.

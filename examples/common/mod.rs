@@ -79,6 +79,14 @@ impl Sandbox {
     }
 }
 
+/// The resident set of a live process in KiB (`VmRSS`); `None` when it is gone.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.vmrss)
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
