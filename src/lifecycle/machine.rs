@@ -12,6 +12,7 @@
 //! | starting (server)     | exited                       | backoff / failed                           | wait / -            |
 //! | starting (server)     | not ready in time            | stopping (then: failure)                   | kill                |
 //! | running               | exited                       | backoff / failed                           | wait / -            |
+//! | starting (server), running | replaced (a fence)      | starting (launching), no failure counted   | log, launch         |
 //! | running               | wedged                       | stopping (then: failure)                   | kill                |
 //! | running               | idle                         | stopping (then: idle)                      | terminate           |
 //! | starting (server), running | lost (data dir gone)    | stopping (then: failure)                   | terminate           |
@@ -124,6 +125,9 @@ pub(crate) enum Event {
     NotReady(String),
     /// The server process exited on its own (already reaped).
     Exited(String),
+    /// The server process was killed on purpose to relaunch it in another role (a cluster
+    /// node's fence; already reaped): relaunched at once, not counted as a failure.
+    Replaced(String),
     /// `max_missed` health probes in a row failed.
     Wedged(String),
     /// The server can no longer serve correctly (its data dir was removed): stop it.
@@ -304,6 +308,15 @@ pub(crate) fn transition(
         (P::Running { launch, .. }, E::Exited(why)) => {
             let ran = now.saturating_duration_since(launch.launched_at);
             fail(&mut m, why, Some(ran), now)
+        }
+        (P::Starting(Some(_)) | P::Running { .. }, E::Replaced(why)) => {
+            m.restarts += 1;
+            m.was_ready = false;
+            m.phase = P::Starting(None);
+            vec![
+                Action::Log(format!("{why}; relaunching it now")),
+                Action::Launch,
+            ]
         }
         (P::Running { launch, .. }, E::Wedged(why)) => {
             m.phase = P::Stopping {

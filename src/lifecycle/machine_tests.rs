@@ -85,6 +85,7 @@ fn every_event(t: Instant) -> Vec<Event> {
         },
         Event::NotReady("slow".into()),
         Event::Exited("exit code 2".into()),
+        Event::Replaced("fenced".into()),
         Event::Wedged("no answer".into()),
         Event::Lost("data dir removed".into()),
         Event::IdleTimeout,
@@ -120,6 +121,7 @@ fn ev(e: &Event) -> &'static str {
         Event::Ready { .. } => "ready",
         Event::NotReady(_) => "not_ready",
         Event::Exited(_) => "exited",
+        Event::Replaced(_) => "replaced",
         Event::Wedged(_) => "wedged",
         Event::Lost(_) => "lost",
         Event::IdleTimeout => "idle",
@@ -142,6 +144,8 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("starting(server)", "stop", "stopping(stopped)"),
     ("starting(server)", "restart", "stopping(relaunch)"),
     ("running", "exited", "backoff"),
+    ("running", "replaced", "starting(launching)"),
+    ("starting(server)", "replaced", "starting(launching)"),
     ("running", "wedged", "stopping(fail)"),
     ("running", "idle", "stopping(idle)"),
     ("running", "stop", "stopping(stopped)"),
@@ -512,4 +516,24 @@ fn only_phases_with_a_process_report_one() {
         );
         assert_eq!(m.phase.server().is_some(), has, "{m:?}");
     }
+}
+
+#[test]
+fn fences_relaunch_at_once_and_never_count_toward_failed() {
+    let t = Instant::now();
+    let mut m = Machine::new(policy());
+    // Far more fences than max_failures, all within the failure window.
+    for i in 0..(policy().max_failures * 3) {
+        let now = t + Duration::from_millis(10 * i as u64);
+        m.step(Event::Launched(launch(now)), now).unwrap();
+        let actions = m.step(Event::Replaced("fenced".into()), now).unwrap();
+        assert_eq!(m.phase, ServerPhase::Starting(None));
+        assert!(actions.contains(&Action::Launch), "{actions:?}");
+    }
+    assert!(m.failures.is_empty());
+    assert_eq!(m.restarts, policy().max_failures * 3);
+    // A real crash afterwards is the first failure of a streak.
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(Event::Exited("signal 9".into()), t).unwrap();
+    assert_eq!(m.failures.len(), 1);
 }

@@ -140,6 +140,7 @@ impl Vitals {
                 return;
             }
             Event::Exited(_) => ExitReason::Crashed,
+            Event::Replaced(_) => ExitReason::Restart,
             Event::NotReady(_) => ExitReason::NotReady,
             Event::Wedged(_) => ExitReason::Wedged,
             Event::Lost(_) => ExitReason::Lost,

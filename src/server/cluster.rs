@@ -48,24 +48,55 @@ pub struct StartRole {
     pub epoch: u64,
 }
 
-/// The start role the controller keeps current and the launcher reads before each launch.
+/// The start role the controller keeps current and the launcher reads before each launch; also
+/// the dolt pid the controller killed on purpose (a fence), so the supervisor relaunches it
+/// without counting a failure.
 #[derive(Debug, Clone)]
-pub struct SharedStartRole(std::sync::Arc<std::sync::Mutex<StartRole>>);
+pub struct SharedStartRole(std::sync::Arc<std::sync::Mutex<RoleCell>>);
+
+#[derive(Debug)]
+struct RoleCell {
+    start: StartRole,
+    fenced_pid: Option<i32>,
+}
 
 impl SharedStartRole {
     /// A role cell starting at `start`.
     pub fn new(start: StartRole) -> SharedStartRole {
-        SharedStartRole(std::sync::Arc::new(std::sync::Mutex::new(start)))
+        SharedStartRole(std::sync::Arc::new(std::sync::Mutex::new(RoleCell {
+            start,
+            fenced_pid: None,
+        })))
+    }
+
+    fn cell(&self) -> std::sync::MutexGuard<'_, RoleCell> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The role the next launch uses.
     pub fn get(&self) -> StartRole {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.cell().start
     }
 
     /// Sets the role the next launch uses.
     pub fn set(&self, start: StartRole) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = start;
+        self.cell().start = start;
+    }
+
+    /// Records that dolt `pid` is being killed on purpose, to relaunch it in the current role.
+    pub fn mark_fenced(&self, pid: i32) {
+        self.cell().fenced_pid = Some(pid);
+    }
+
+    /// Whether the exit of dolt `pid` was a fence (and forgets it).
+    pub fn take_fenced(&self, pid: i32) -> bool {
+        let mut c = self.cell();
+        if c.fenced_pid == Some(pid) {
+            c.fenced_pid = None;
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -402,9 +402,11 @@ impl Controller {
     /// SIGKILL to the own dolt's group (identity-checked); the supervisor relaunches it in
     /// the role [`SharedStartRole`] holds.
     fn kill_own(&self) -> bool {
-        self.server
-            .as_ref()
-            .is_some_and(|id| id.signal_group(Signal::SIGKILL).is_ok())
+        self.server.as_ref().is_some_and(|id| {
+            // Marked first: the supervisor may reap it the moment the signal lands.
+            self.start_role.mark_fenced(id.pid);
+            id.signal_group(Signal::SIGKILL).is_ok()
+        })
     }
 
     /// `CALL dolt_assume_cluster_role(role, epoch)` on the own dolt, on a fresh connection.

@@ -175,6 +175,7 @@ pub(crate) async fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     }
     let mut sup = Supervisor::new(&cfg, instance.clone(), log, launcher, commands);
     sup.lock = Some(lock);
+    sup.start_role = start_role.clone();
     sup.record.auto_started = opts.auto_started;
     // In the per-user registry (`doltctl ps`) while we live; removed again on every way out.
     sup.registration = Registration::register(&instance, opts.auto_started, &cfg);
@@ -297,6 +298,8 @@ pub(crate) struct Supervisor<L: Launcher> {
     vitals: Vitals,
     /// A cluster node's role, from its controller (`[cluster]`).
     cluster_view: Option<watch::Receiver<ClusterView>>,
+    /// A cluster node's start role, which also names a dolt its controller fenced.
+    start_role: Option<SharedStartRole>,
 }
 
 impl<L: Launcher> Supervisor<L> {
@@ -356,6 +359,7 @@ impl<L: Launcher> Supervisor<L> {
             registration: None,
             notify: None,
             cluster_view: None,
+            start_role: None,
         }
     }
 

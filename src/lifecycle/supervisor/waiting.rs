@@ -50,8 +50,12 @@ impl<L: Launcher> Supervisor<L> {
                 status = child.wait() => {
                     child.after_exit().await;
                     let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                    self.log.event(&format!("dolt exited before it was ready ({status})"));
+                    let pid = child.identity().pid;
                     self.child = None;
+                    if let Some(e) = self.fenced(pid, &status) {
+                        return e;
+                    }
+                    self.log.event(&format!("dolt exited before it was ready ({status})"));
                     let e = Error::ExitedBeforeReady { status, log_tail: self.log.excerpt(5) };
                     return Event::Exited(e.to_string());
                 }
@@ -125,9 +129,13 @@ impl<L: Launcher> Supervisor<L> {
                     status = child.wait() => {
                         child.after_exit().await;
                         let status = status.map(describe_exit).unwrap_or_else(|e| e.to_string());
-                        let msg = format!("dolt pid {} exited unexpectedly ({status})", child.identity().pid);
-                        self.log.event(&msg);
+                        let pid = child.identity().pid;
                         self.release().await;
+                        if let Some(e) = self.fenced(pid, &status) {
+                            return e;
+                        }
+                        let msg = format!("dolt pid {pid} exited unexpectedly ({status})");
+                        self.log.event(&msg);
                         return Event::Exited(msg);
                     }
                     cmd = self.commands.recv() => {
@@ -211,5 +219,18 @@ impl<L: Launcher> Supervisor<L> {
         }
         self.record.clients = Some(n);
         self.publish();
+    }
+
+    /// The exit of dolt `pid` was a fence the cluster controller ordered (it killed the
+    /// process to relaunch it as a standby): a replacement, not a failure.
+    fn fenced(&self, pid: i32, status: &str) -> Option<Event> {
+        self.start_role
+            .as_ref()
+            .filter(|r| r.take_fenced(pid))
+            .map(|_| {
+                Event::Replaced(format!(
+                    "dolt pid {pid} stopped by the cluster controller's fence ({status})"
+                ))
+            })
     }
 }
