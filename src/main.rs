@@ -259,7 +259,8 @@ enum Op {
         #[command(subcommand)]
         action: ServiceAction,
     },
-    /// A replicated cluster (`[cluster]` in doltctl.toml): its status, a planned switchover.
+    /// A replicated cluster (`[cluster]` in doltctl.toml): its status, a planned switchover,
+    /// a forced failover.
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
@@ -305,6 +306,17 @@ enum ClusterAction {
         #[arg(long, value_name = "NODE")]
         to: Option<String>,
         /// How long to wait for the new primary.
+        #[arg(long, default_value = "30s", value_parser = doltctl::config::parse_duration, value_name = "DURATION")]
+        wait: Duration,
+    },
+    /// Promote NODE while no node leads and none is known to be caught up (after the whole
+    /// cluster was down, or every caught-up standby was lost too). Writes the last primary
+    /// acknowledged that NODE lacks are lost. Refused while a node holds the lease.
+    Failover {
+        /// The node to promote.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// How long to wait for it to take the lease.
         #[arg(long, default_value = "30s", value_parser = doltctl::config::parse_duration, value_name = "DURATION")]
         wait: Duration,
     },
@@ -488,6 +500,7 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
             ClusterAction::Switchover { to, wait } => {
                 cli::cluster_switchover(&cfg, to.as_deref(), wait)
             }
+            ClusterAction::Failover { to, wait } => cli::cluster_failover(&cfg, &to, wait),
         },
         Op::Logs {
             follow,

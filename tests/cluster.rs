@@ -57,7 +57,9 @@ impl Node {
         self.dir.path().join("data")
     }
 
-    fn write_config(&self, etcd: &str, peers: &[&Node]) {
+    /// Writes this node's config; each peer with the replication port this node pushes to
+    /// (its own, or a proxy's in front of it).
+    fn write_config(&self, etcd: &str, peers: &[(&Node, u16)]) {
         let mut text = format!(
             r#"data_dir = "data"
 [server]
@@ -83,10 +85,10 @@ ack_writes_timeout = "2s"
 "#,
             self.port, self.name, self.rport
         );
-        for p in peers {
+        for (p, rport) in peers {
             text.push_str(&format!(
-                "[[cluster.peers]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nremotesapi_port = {}\n",
-                p.name, p.port, p.rport
+                "[[cluster.peers]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nremotesapi_port = {rport}\n",
+                p.name, p.port
             ));
         }
         std::fs::write(self.config(), text).unwrap();
@@ -197,10 +199,24 @@ struct Cluster {
 impl Cluster {
     /// Three nodes on one etcd; `a_etcd` overrides node a's endpoint (a proxy).
     fn new(etcd: Etcd, a_etcd: Option<String>) -> Cluster {
+        Cluster::with_links(etcd, a_etcd, |_, _| None)
+    }
+
+    /// As [`Cluster::new`]; `link(from, to)` may give the port `from` pushes `to`'s
+    /// replication to (a proxy in front of `to`'s remotesapi port).
+    fn with_links(
+        etcd: Etcd,
+        a_etcd: Option<String>,
+        link: impl Fn(&str, &Node) -> Option<u16>,
+    ) -> Cluster {
         use_built_doltctl();
         let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::new(n)).collect();
         for (i, n) in nodes.iter().enumerate() {
-            let peers: Vec<&Node> = nodes.iter().filter(|p| p.name != n.name).collect();
+            let peers: Vec<(&Node, u16)> = nodes
+                .iter()
+                .filter(|p| p.name != n.name)
+                .map(|p| (p, link(&n.name, p).unwrap_or(p.rport)))
+                .collect();
             let endpoint = match (&a_etcd, i) {
                 (Some(e), 0) => e.clone(),
                 _ => etcd.endpoint(),
@@ -208,6 +224,42 @@ impl Cluster {
             n.write_config(&endpoint, &peers);
         }
         Cluster { nodes, etcd }
+    }
+
+    /// `doltctl cluster status --json` through node `via`.
+    fn status(&self, via: &str) -> serde_json::Value {
+        let out = self
+            .node(via)
+            .doltctl()
+            .args(["cluster", "status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `caught_up` of `node` in `cluster status`.
+    fn caught_up_of(&self, node: &str) -> Option<bool> {
+        self.status(node)["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["name"] == node).cloned())
+            .and_then(|n| n["caught_up"].as_bool())
+    }
+
+    /// Waits until the leader has marked each of `nodes` caught up (or, with `want` false,
+    /// not caught up).
+    async fn wait_marked(&self, nodes: &[&str], want: bool, timeout: Duration) -> Duration {
+        let t = Instant::now();
+        loop {
+            if nodes.iter().all(|n| self.caught_up_of(n) == Some(want)) {
+                return t.elapsed();
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "{nodes:?} not marked caught_up = {want} within {timeout:?}: {:#}",
+                self.status(nodes[0])
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Starts a first (it takes the lease), then b and c.
@@ -415,6 +467,14 @@ async fn bootstrap(cl: &Cluster) -> String {
     )
     .await
     .unwrap();
+    let standbys: Vec<&str> = cl
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| *n != primary)
+        .collect();
+    cl.wait_marked(&standbys, true, Duration::from_secs(30))
+        .await;
     primary
 }
 
@@ -543,7 +603,16 @@ fn bootstrap_host_loss_under_writes_and_the_old_primarys_return() {
             let refused = exec(&format!("{}app", old.url()), "INSERT INTO w VALUES (-2)").await;
             assert!(refused.is_err(), "the old primary took a write");
             let catch_up = caught_up(&cl.client(&new_primary), Duration::from_secs(60)).await;
-            println!("  {} back as standby at epoch {new_epoch}; writes replicated to every standby again after {} ms", old.name, catch_up.as_millis());
+            let standbys: Vec<&str> = cl
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .filter(|n| *n != new_primary)
+                .collect();
+            let marked = cl
+                .wait_marked(&standbys, true, Duration::from_secs(30))
+                .await;
+            println!("  {} back as standby at epoch {new_epoch}; writes replicated to every standby again after {} ms, every standby electable {} ms later", old.name, catch_up.as_millis(), marked.as_millis());
             current = new_primary;
         }
         let mut ms: Vec<u128> = times.iter().map(|t| t.as_millis()).collect();
@@ -558,6 +627,14 @@ fn switchover_loses_no_acknowledged_write() {
     let cl = Cluster::new(Etcd::start(), None);
     block_on(async {
         let primary = bootstrap(&cl).await;
+        // A library pool, opened before the switchover.
+        let pool = cl.client("c").pool().await.unwrap();
+        pool.get_conn()
+            .await
+            .unwrap()
+            .query_drop("REPLACE INTO p VALUES (2, 0)")
+            .await
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let handle = writer(cl.client("c"), 1, stop.clone());
         rows_grow(cl.node(&primary), 20).await;
@@ -602,6 +679,28 @@ fn switchover_loses_no_acknowledged_write() {
             w.acked.len(),
             error_summary(&w)
         );
+        // The pool follows the primary: its next connection is b's.
+        let t = Instant::now();
+        let mut errors = Vec::new();
+        loop {
+            let r = match pool.get_conn().await {
+                Ok(mut conn) => conn.query_drop("REPLACE INTO p VALUES (2, 1)").await,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            match r {
+                Ok(()) => break,
+                Err(e) => errors.push(e.to_string()),
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "{errors:?}");
+        }
+        assert_eq!(
+            cl.node("b").count("SELECT v FROM app.p WHERE k = 2").await,
+            Some(1)
+        );
+        println!("a pool opened before the switchover wrote to b; errors on the way: {errors:?}");
         // status shows b as the leader, with lag per database.
         let out = cl
             .node("a")
@@ -799,15 +898,200 @@ fn bad_cluster_configs_and_an_unreachable_etcd_are_refused_at_start() {
     let a = Node::new("a");
     let b = Node::new("b");
     // etcd on a port nobody listens on.
-    a.write_config(&format!("http://127.0.0.1:{}", free_port()), &[&b]);
+    a.write_config(
+        &format!("http://127.0.0.1:{}", free_port()),
+        &[(&b, b.rport)],
+    );
     let out = a.doltctl().arg("start").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("etcd"), "{err}");
     // The node listed among its peers.
-    a.write_config("http://127.0.0.1:2379", &[&b, &a]);
+    a.write_config("http://127.0.0.1:2379", &[(&b, b.rport), (&a, a.rport)]);
     let out = a.doltctl().arg("start").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("which is this node"), "{err}");
+}
+
+/// Waits until `node` is primary (or panics after `timeout`); how long it took.
+async fn becomes_primary(node: &Node, timeout: Duration) -> Duration {
+    let t = Instant::now();
+    while node.role().await.is_none_or(|r| r.0 != "primary") {
+        assert!(
+            t.elapsed() < timeout,
+            "{} not primary within {timeout:?}:\n{}",
+            node.name,
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.elapsed()
+}
+
+#[test]
+fn a_standby_not_known_to_be_caught_up_is_never_promoted_and_failover_forces_one() {
+    let _serial = serial();
+    let cl = Cluster::new(Etcd::start(), None);
+    block_on(async {
+        assert_eq!(bootstrap(&cl).await, "a");
+        let (a, b, c) = (cl.node("a"), cl.node("b"), cl.node("c"));
+        // c is down while a takes writes (acknowledged with warning 3024: c missed them);
+        // the leader stops counting c as caught up.
+        c.stop();
+        exec(
+            &format!("{}app", a.url()),
+            "INSERT INTO w VALUES (1),(2),(3)",
+        )
+        .await
+        .unwrap();
+        cl.wait_marked(&["c"], false, Duration::from_secs(30)).await;
+        // Then the primary and the standby that has those rows are lost, and c returns.
+        a.kill_host();
+        b.kill_host();
+        c.start();
+        // c is not known to be caught up: no election, c stays a read-only standby.
+        let until = Instant::now() + TTL * 2 + Duration::from_secs(2);
+        while Instant::now() < until {
+            assert!(cl.primaries().await.is_empty(), "{}", c.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(exec(&format!("{}app", c.url()), "INSERT INTO w VALUES (9)")
+            .await
+            .is_err());
+        assert_eq!(cl.caught_up_of("c"), Some(false));
+        assert!(c.log().contains("not known to be caught up"), "{}", c.log());
+        let out = c.doltctl().args(["cluster", "status"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("NOT caught up"), "{text}");
+        assert_eq!(out.status.code(), Some(4), "{text}");
+        println!("cluster status with the primary lost and only a stale standby left:\n{text}");
+        // The last primary returns: it leads again (its databases are intact), and c gets
+        // the rows it missed.
+        a.start();
+        let took = becomes_primary(a, Duration::from_secs(30)).await;
+        let t = Instant::now();
+        while c.count("SELECT COUNT(*) FROM app.w").await != Some(3) {
+            assert!(t.elapsed() < Duration::from_secs(30), "{}", a.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "the last primary returned and led again after {} ms; c had the rows it missed {} ms later",
+            took.as_millis(),
+            t.elapsed().as_millis()
+        );
+        // Forced: with the last primary gone for good and c relaunched since it was checked,
+        // only an operator can pick c; a leader refuses a failover first.
+        let out = c
+            .doltctl()
+            .args(["cluster", "failover", "--to", "c"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("switchover"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.stop();
+        a.kill_host();
+        c.start();
+        let until = Instant::now() + TTL + Duration::from_secs(2);
+        while Instant::now() < until {
+            assert!(cl.primaries().await.is_empty());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let t = Instant::now();
+        let out = c
+            .doltctl()
+            .args(["cluster", "failover", "--to", "c"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "c is the primary"
+        );
+        becomes_primary(c, Duration::from_secs(10)).await;
+        exec(&format!("{}app", c.url()), "INSERT INTO w VALUES (4)")
+            .await
+            .unwrap();
+        assert_eq!(c.count("SELECT COUNT(*) FROM app.w").await, Some(4));
+        println!(
+            "cluster failover --to c: c primary and writable after {} ms",
+            t.elapsed().as_millis()
+        );
+    });
+}
+
+#[test]
+fn a_standby_cut_off_from_the_primary_is_not_promoted_and_is_brought_up_to_date() {
+    let _serial = serial();
+    let etcd = Etcd::start();
+    let proxies = Toxiproxy::start();
+    // a pushes its replication to b through a proxy.
+    let link = std::cell::RefCell::new(None);
+    let cl = Cluster::with_links(etcd, None, |from, to| {
+        (from == "a" && to.name == "b").then(|| {
+            let p = proxies.proxy("a_to_b", &format!("127.0.0.1:{}", to.rport));
+            let port = p.listen();
+            *link.borrow_mut() = Some(p);
+            port
+        })
+    });
+    let link = link.into_inner().expect("the a -> b proxy");
+    block_on(async {
+        assert_eq!(bootstrap(&cl).await, "a");
+        let (a, b, c) = (cl.node("a"), cl.node("b"), cl.node("c"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = writer(cl.client("c"), 1, stop.clone());
+        rows_grow(a, 5).await;
+        // A blackhole between a and b: b falls behind, a's commits wait out the ack timeout
+        // for b and come back with warning 3024.
+        link.add_timeout_toxic(0);
+        let unmarked = cl.wait_marked(&["b"], false, Duration::from_secs(30)).await;
+        rows_grow(a, 3).await;
+        assert_eq!(cl.caught_up_of("c"), Some(true));
+        // The primary is lost: c (caught up) is promoted, never b (behind).
+        a.kill_host();
+        let promoted = becomes_primary(c, TTL + Duration::from_secs(6)).await;
+        assert_eq!(b.role().await.map(|r| r.0), Some("standby".to_string()));
+        rows_grow(c, 5).await;
+        stop.store(true, Ordering::Relaxed);
+        let w = handle.join().unwrap();
+        let on_c = ids(c).await;
+        let lost: Vec<i64> = w
+            .acked
+            .iter()
+            .filter(|i| !on_c.contains(i))
+            .copied()
+            .collect();
+        assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+        // c brings b up to date (b had missed everything since the cut).
+        let t = Instant::now();
+        while ids(b).await != ids(c).await {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "b not caught up:\n{}",
+                c.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "a -> b cut: b unmarked {} ms after the cut; a lost, c promoted after {} ms; \
+             acknowledged {} rows without warning (all on c), {} with warning 3024; \
+             b had every row of c {} ms after the writer stopped; client errors: {:?}",
+            unmarked.as_millis(),
+            promoted.as_millis(),
+            w.acked.len(),
+            w.unreplicated.len(),
+            t.elapsed().as_millis(),
+            error_summary(&w)
+        );
+    });
 }

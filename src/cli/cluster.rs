@@ -33,7 +33,11 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
             } else {
                 "UNREACHABLE (read-only until it returns)"
             },
-            st.leader.as_deref().unwrap_or("none"),
+            match (&st.leader, &st.last_leader) {
+                (Some(l), _) => l.clone(),
+                (None, Some(last)) => format!("none (last: {last})"),
+                (None, None) => "none".into(),
+            },
             st.epoch.map(|e| format!(", epoch {e}")).unwrap_or_default(),
             st.lease_expires_at
                 .as_deref()
@@ -42,10 +46,15 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
         )
         .at("stdout")?;
         for n in &st.nodes {
-            let role = match (&n.role, n.epoch) {
+            let mut role = match (&n.role, n.epoch) {
                 (Some(r), Some(e)) => format!("{r} at epoch {e}"),
                 _ => "unreachable".into(),
             };
+            match n.caught_up {
+                Some(true) => role.push_str(", caught up"),
+                Some(false) => role.push_str(", NOT caught up (not promoted on a failover)"),
+                None => {}
+            }
             writeln!(out, "  {:<10} {:<22} {role}", n.name, n.address).at("stdout")?;
             for l in &n.replication {
                 writeln!(
@@ -67,6 +76,13 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::from(super::EXIT_NOT_READY)
     })
+}
+
+/// `doltctl cluster failover --to NODE`: promotes a node while none leads; prints it.
+pub fn cluster_failover(cfg: &Config, to: &str, wait: Duration) -> Result<ExitCode> {
+    let node = super::runtime(false)?.block_on(status::failover(cfg, to, wait))?;
+    println!("{node} is the primary");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `doltctl cluster switchover [--to NODE]`: prints the new primary.

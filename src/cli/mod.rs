@@ -31,7 +31,7 @@ use crate::lifecycle::state_file::{Phase, State};
 use crate::server::log as logs;
 
 pub use crate::service::Scope as ServiceScope;
-pub use cluster::{cluster_status, cluster_switchover};
+pub use cluster::{cluster_failover, cluster_status, cluster_switchover};
 pub use docs::{completions, man, Shell, HELP_FOOTER};
 pub use exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND};
 pub use fleet::{gc, ps, GcArgs};

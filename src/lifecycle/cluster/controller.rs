@@ -15,9 +15,9 @@ use mysql_async::{Conn, Opts};
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
-use super::decide::{decide, Decision, Situation};
+use super::decide::{decide, electable, Decision, Situation};
 use super::etcd::{Etcd, LeaderRecord, Observed};
-use super::rejoin::Rejoin;
+use super::rejoin::{Rejoin, Verdict};
 
 /// The planned hand-over (`doltctl cluster switchover`), a part of the controller.
 #[path = "handover.rs"]
@@ -50,7 +50,12 @@ pub(crate) struct Controller {
     /// The rejoin checker, while no check runs (a check runs as a task of its own, so it never
     /// delays a renewal).
     rejoin: Option<Rejoin>,
-    rejoin_task: Option<tokio::task::JoinHandle<Rejoin>>,
+    rejoin_task: Option<tokio::task::JoinHandle<(Rejoin, Option<Verdict>)>>,
+    /// The peers' launch revisions when the running check started: a peer is marked caught
+    /// up only for the launch that was compared.
+    rejoin_launches: std::collections::BTreeMap<String, i64>,
+    /// The own dolt's launch and, once recorded in etcd, the revision naming it.
+    launch: Option<(ProcessIdentity, Option<i64>)>,
     /// The own dolt as the supervisor last published it.
     server: Option<ProcessIdentity>,
     /// Ticks since the own dolt's role was last asked (a standby asks about once a second).
@@ -111,6 +116,8 @@ impl Controller {
             last_note: String::new(),
             rejoin: Some(Rejoin::new(cfg)),
             rejoin_task: None,
+            rejoin_launches: Default::default(),
+            launch: None,
             server: None,
             role_check: 0,
             cluster,
@@ -126,11 +133,10 @@ impl Controller {
             ));
             observed = c.etcd.observe().await?;
         }
-        let handover_elsewhere = observed
-            .handover
-            .as_deref()
-            .is_some_and(|n| !n.is_empty() && n != c.cluster.node);
-        if observed.leader.is_none() && !handover_elsewhere {
+        // Before dolt runs, only the first election or a node named by a switchover or failover
+        // starts as primary; any other node starts as a standby and may campaign once its
+        // dolt runs and is known to be caught up (`decide.rs`).
+        if observed.leader.is_none() && electable(&c.cluster.node, &observed, None, false).is_ok() {
             let sent = Instant::now();
             if let Some(rec) = c
                 .etcd
@@ -211,6 +217,7 @@ impl Controller {
     async fn step(&mut self, state: Option<&State>) {
         let ready = state.is_some_and(|s| matches!(s.phase, PhaseRecord::Running { .. }));
         self.server = state.and_then(|s| s.server().cloned());
+        self.record_launch().await;
         let mut lease_gone = false;
         let mut observed = None;
         if let Some(held) = self.holding.clone() {
@@ -251,6 +258,17 @@ impl Controller {
         } else {
             false
         };
+        let data_intact = match &observed {
+            Some(o)
+                if self.holding.is_none()
+                    && ready
+                    && o.leader.is_none()
+                    && o.last_leader.as_deref() == Some(self.cluster.node.as_str()) =>
+            {
+                self.has_databases(o.databases.as_deref()).await
+            }
+            _ => false,
+        };
         let situation = Situation {
             node: &self.cluster.node,
             holding: self.holding.as_ref(),
@@ -260,6 +278,8 @@ impl Controller {
             observed: observed.as_ref(),
             dolt_ready: ready,
             dolt_says_primary: says_primary,
+            launch: self.launch.as_ref().and_then(|l| l.1),
+            data_intact,
         };
         let decision = decide(&situation);
         self.view.send_if_modified(|v| {
@@ -267,7 +287,9 @@ impl Controller {
         });
         match decision {
             Decision::Hold => {
-                self.start_rejoin_check().await;
+                if let Some(o) = &observed {
+                    self.start_rejoin_check(o).await;
+                }
             }
             Decision::Fence(why) => self.fence(&why, state),
             Decision::Campaign => {
@@ -305,11 +327,17 @@ impl Controller {
         }
     }
 
-    /// Starts a rejoin comparison (`rejoin.rs`) unless one runs.
-    async fn start_rejoin_check(&mut self) {
+    /// Starts a rejoin comparison (`rejoin.rs`) unless one runs; the result of one that ended
+    /// marks the standbys caught up, or not, in etcd.
+    async fn start_rejoin_check(&mut self, observed: &Observed) {
         if let Some(t) = self.rejoin_task.take_if(|t| t.is_finished()) {
             match t.await {
-                Ok(r) => self.rejoin = Some(r),
+                Ok((r, verdict)) => {
+                    self.rejoin = Some(r);
+                    if let Some(v) = verdict {
+                        self.mark_standbys(v, observed).await;
+                    }
+                }
                 Err(e) => self.log.event(&format!(
                     "cluster: the rejoin check failed ({e}); no more checks"
                 )),
@@ -317,10 +345,83 @@ impl Controller {
         }
         if let Some(mut r) = self.rejoin.take() {
             let (own, log) = (self.own.clone(), self.log.clone());
+            self.rejoin_launches = observed.launched.clone();
             self.rejoin_task = Some(tokio::spawn(async move {
-                r.check(&own, &log).await;
-                r
+                let verdict = r.check(&own, &log).await;
+                (r, verdict)
             }));
+        }
+    }
+
+    /// As the leader: records in etcd which standbys a comparison found caught up (for the
+    /// launch it compared) and which not, and the databases; writes only what changed.
+    async fn mark_standbys(&mut self, v: Verdict, observed: &Observed) {
+        let Some(lease) = self.holding.as_ref().map(|h| h.lease) else {
+            return;
+        };
+        for peer in v.caught_up {
+            let Some(&launch) = self.rejoin_launches.get(&peer) else {
+                continue;
+            };
+            if observed.synced.get(&peer) == Some(&launch) {
+                continue;
+            }
+            match self.etcd.mark_synced(lease, &peer, launch).await {
+                Ok(true) => self.log.event(&format!(
+                    "cluster: standby {peer} is caught up (electable if this primary is lost)"
+                )),
+                Ok(false) => {}
+                Err(e) => self.note(&format!("cluster: marking {peer} caught up failed: {e}")),
+            }
+        }
+        for peer in v.behind {
+            if observed.synced.contains_key(&peer) {
+                match self.etcd.unmark_synced(&peer).await {
+                    Ok(()) => self.log.event(&format!(
+                        "cluster: standby {peer} is behind or not answering: not electable until it has caught up"
+                    )),
+                    Err(e) => self.note(&format!("cluster: unmarking {peer} failed: {e}")),
+                }
+            }
+        }
+        if observed.databases.as_ref() != Some(&v.databases) {
+            if let Err(e) = self.etcd.record_databases(lease, &v.databases).await {
+                self.note(&format!("cluster: recording the databases failed: {e}"));
+            }
+        }
+    }
+
+    /// Records a new dolt launch of this node in etcd (retried each tick until etcd takes
+    /// it): until then, and until the leader has compared it, it is not electable.
+    async fn record_launch(&mut self) {
+        let Some(id) = self.server.clone() else {
+            return;
+        };
+        if self.launch.as_ref().map(|l| &l.0) != Some(&id) {
+            self.launch = Some((id.clone(), None));
+        }
+        if self.launch.as_ref().is_some_and(|l| l.1.is_none()) {
+            let what = format!("dolt pid {} started {}", id.pid, id.start_time);
+            if let Ok(rev) = self.etcd.record_launch(&self.cluster.node, &what).await {
+                self.launch = Some((id, Some(rev)));
+            }
+        }
+    }
+
+    /// Whether the own dolt has every database in `recorded` (none recorded: nothing to lose).
+    async fn has_databases(&self, recorded: Option<&[String]>) -> bool {
+        let Some(recorded) = recorded else {
+            return true;
+        };
+        let fut = async {
+            let mut conn = Conn::new(self.own.clone()).await.ok()?;
+            let dbs: Vec<String> = conn.query("SHOW DATABASES").await.ok()?;
+            let _ = conn.disconnect().await;
+            Some(dbs)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), fut).await {
+            Ok(Some(dbs)) => recorded.iter().all(|d| dbs.contains(d)),
+            _ => false,
         }
     }
 

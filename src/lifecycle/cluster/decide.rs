@@ -11,9 +11,25 @@
 //! | standby          | its dolt says it is primary (a launch raced a fence)   | fence     |
 //! | standby          | etcd unreachable                                       | wait (never promote) |
 //! | standby          | a leader holds the lease                               | follow it |
-//! | standby          | no leader, a hand-over names another node              | wait      |
+//! | standby          | no leader, not electable (below)                       | wait      |
 //! | standby          | no leader, its dolt not ready                          | wait      |
-//! | standby          | no leader, its dolt ready                              | campaign  |
+//! | standby          | no leader, electable, its dolt ready                   | campaign  |
+//!
+//! Electable (no leader holds the lease), first match wins:
+//!
+//! | situation                                                          | electable |
+//! |--------------------------------------------------------------------|-----------|
+//! | a switchover or `cluster failover` names this node, or any node     | yes       |
+//! | a switchover or `cluster failover` names another node               | no        |
+//! | no election ever happened (epoch 0)                                 | yes       |
+//! | the last leader found this very launch caught up (`synced`)         | yes       |
+//! | this node won the last campaign and has every database it recorded | yes       |
+//! | otherwise (relaunched, wiped or behind since the leader checked)    | no        |
+//!
+//! So a standby that rejoined empty, or was down while the primary took writes, never wins
+//! an election before the leader has seen it caught up: its acknowledged writes would be
+//! overwritten by its emptier state. The last leader itself may come back after a whole
+//! cluster was down (nobody's launch is marked then), unless it lost its databases.
 //!
 //! Fence: kill dolt's process group and relaunch it as a standby, before the lease can
 //! expire in etcd (the lease expires at least `lease_ttl` after the last renewal was sent;
@@ -43,6 +59,11 @@ pub(crate) struct Situation<'a> {
     pub dolt_ready: bool,
     /// This node's dolt answered `@@dolt_cluster_role` = primary.
     pub dolt_says_primary: bool,
+    /// The etcd revision naming this node's current dolt launch, once recorded.
+    pub launch: Option<i64>,
+    /// This node's dolt has every database the last leader recorded (asked only when this
+    /// node was the last leader).
+    pub data_intact: bool,
 }
 
 /// The next step.
@@ -101,16 +122,44 @@ pub(crate) fn decide(s: &Situation) -> Decision {
     if let Some(l) = &o.leader {
         return Decision::Follow(l.clone());
     }
-    if o.handover
-        .as_deref()
-        .is_some_and(|to| !to.is_empty() && to != s.node)
-    {
-        return Decision::Wait("a switchover hands over to another node");
+    if let Err(why) = electable(s.node, o, s.launch, s.data_intact) {
+        return Decision::Wait(why);
     }
     if !s.dolt_ready {
         return Decision::Wait("no leader, but this node's dolt is not ready");
     }
     Decision::Campaign
+}
+
+/// Whether `node` may campaign while no leader holds the lease (the second table in the
+/// module docs): why it may, or why not.
+pub(crate) fn electable(
+    node: &str,
+    o: &Observed,
+    launch: Option<i64>,
+    data_intact: bool,
+) -> std::result::Result<&'static str, &'static str> {
+    match o.handover.as_deref() {
+        Some(to) if to.is_empty() || to == node => {
+            return Ok("a switchover or failover names this node")
+        }
+        Some(_) => return Err("a switchover or failover names another node"),
+        None => {}
+    }
+    if o.epoch == 0 {
+        return Ok("the first election");
+    }
+    if launch.is_some_and(|l| o.synced.get(node) == Some(&l)) {
+        return Ok("the last leader found it caught up");
+    }
+    if o.last_leader.as_deref() == Some(node) && data_intact {
+        return Ok("it was the last leader and has its databases");
+    }
+    Err(
+        "no leader, and this node is not known to be caught up with the last one \
+         (relaunched, wiped or behind since it was checked): it does not campaign; \
+         `doltctl cluster failover --to NODE` promotes a node anyway",
+    )
 }
 
 #[cfg(test)]
@@ -139,6 +188,19 @@ mod tests {
             observed,
             dolt_ready: true,
             dolt_says_primary: false,
+            launch: Some(40),
+            data_intact: false,
+        }
+    }
+
+    /// After one election, with this node's launch 40 marked caught up.
+    fn after_election() -> Observed {
+        Observed {
+            epoch: 3,
+            launched: [("a".to_string(), 40)].into(),
+            synced: [("a".to_string(), 40)].into(),
+            last_leader: Some("b".into()),
+            ..Default::default()
         }
     }
 
@@ -209,12 +271,14 @@ mod tests {
         );
         let empty = Observed::default();
         assert_eq!(decide(&situation(None, Some(&empty))), Decision::Campaign);
-        let mut s = situation(None, Some(&empty));
+        let caught_up = after_election();
+        let mut s = situation(None, Some(&caught_up));
+        assert_eq!(decide(&s), Decision::Campaign);
         s.dolt_ready = false;
         assert!(matches!(decide(&s), Decision::Wait(_)));
         let handover = Observed {
             handover: Some("c".into()),
-            ..Default::default()
+            ..after_election()
         };
         assert!(matches!(
             decide(&situation(None, Some(&handover))),
@@ -234,5 +298,57 @@ mod tests {
         let mut s = situation(None, None);
         s.dolt_says_primary = true;
         assert!(matches!(decide(&s), Decision::Fence(_)));
+    }
+
+    #[test]
+    fn only_a_standby_known_to_be_caught_up_campaigns_after_the_first_election() {
+        let o = after_election();
+        let mut s = situation(None, Some(&o));
+        assert_eq!(decide(&s), Decision::Campaign);
+        // Relaunched since the leader checked it (wiped, or down while writes went on).
+        s.launch = Some(41);
+        assert!(matches!(decide(&s), Decision::Wait(_)));
+        // Its launch not recorded yet.
+        s.launch = None;
+        assert!(matches!(decide(&s), Decision::Wait(_)));
+        // Never marked at all.
+        let unmarked = Observed {
+            synced: Default::default(),
+            ..after_election()
+        };
+        let s = situation(None, Some(&unmarked));
+        assert!(matches!(decide(&s), Decision::Wait(_)));
+    }
+
+    #[test]
+    fn the_last_leader_may_return_as_leader_only_with_its_databases() {
+        let o = Observed {
+            last_leader: Some("a".into()),
+            synced: Default::default(),
+            ..after_election()
+        };
+        let mut s = situation(None, Some(&o));
+        assert!(matches!(decide(&s), Decision::Wait(_)));
+        s.data_intact = true;
+        assert_eq!(decide(&s), Decision::Campaign);
+    }
+
+    #[test]
+    fn a_forced_failover_names_a_node_that_is_not_caught_up() {
+        let o = Observed {
+            synced: Default::default(),
+            handover: Some("a".into()),
+            ..after_election()
+        };
+        assert_eq!(decide(&situation(None, Some(&o))), Decision::Campaign);
+        let other = Observed {
+            handover: Some("b".into()),
+            ..after_election()
+        };
+        // Even a caught-up node waits for the one named.
+        assert!(matches!(
+            decide(&situation(None, Some(&other))),
+            Decision::Wait(_)
+        ));
     }
 }

@@ -9,13 +9,25 @@
 //! - `switchover`: `{"to"}`, a planned hand-over asked for by `doltctl cluster switchover`;
 //! - `handover`: the node a switching primary hands over to ("" = any), on a short lease:
 //!   others do not campaign while it lives, clients wait for the next leader; the next
-//!   leader's campaign deletes it.
+//!   leader's campaign deletes it. `doltctl cluster failover --to` writes it too, when no
+//!   node leads;
+//! - `launched/<node>`: written by each node whenever a new dolt of its own runs; its mod
+//!   revision names that launch;
+//! - `synced/<node>`: the launch revision of `node` that the leader found caught up (every
+//!   database equal to its own); written only by the lease holder, deleted when it finds the
+//!   node behind or unreachable, and all of them by each campaign (a new leader checks anew);
+//! - `last_leader`: the node that won the last campaign (no lease: it outlives it);
+//! - `databases`: the leader's databases, as a JSON list.
+//!
+//! Who may campaign ([`electable`](super::decide::electable)) is decided from these keys.
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +65,24 @@ pub struct Observed {
     pub switchover: Option<SwitchoverRequest>,
     /// During a switchover: the node that should win the next campaign.
     pub handover: Option<String>,
+    /// Each node's current launch: the mod revision of its `launched/<node>` key.
+    pub launched: BTreeMap<String, i64>,
+    /// Each node the leader found caught up, with the launch revision it checked.
+    pub synced: BTreeMap<String, i64>,
+    /// The node that won the last campaign.
+    pub last_leader: Option<String>,
+    /// The leader's databases, when it has recorded them.
+    pub databases: Option<Vec<String>>,
+}
+
+impl Observed {
+    /// Whether the leader found `node`'s current launch caught up.
+    pub fn caught_up(&self, node: &str) -> bool {
+        match (self.launched.get(node), self.synced.get(node)) {
+            (Some(l), Some(s)) => l == s,
+            _ => false,
+        }
+    }
 }
 
 /// A connection to the cluster's etcd.
@@ -140,7 +170,22 @@ impl Etcd {
                 }
                 "switchover" => o.switchover = serde_json::from_slice(value).ok(),
                 "handover" => o.handover = std::str::from_utf8(value).ok().map(str::to_string),
-                _ => {}
+                "last_leader" => {
+                    o.last_leader = std::str::from_utf8(value).ok().map(str::to_string)
+                }
+                "databases" => o.databases = serde_json::from_slice(value).ok(),
+                other => {
+                    if let Some(node) = other.strip_prefix("launched/") {
+                        o.launched.insert(node.to_string(), item.mod_revision());
+                    } else if let Some(node) = other.strip_prefix("synced/") {
+                        if let Some(rev) = std::str::from_utf8(value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                        {
+                            o.synced.insert(node.to_string(), rev);
+                        }
+                    }
+                }
             }
         }
         Ok(o)
@@ -178,8 +223,14 @@ impl Etcd {
                     Some(PutOptions::new().with_lease(grant.id())),
                 ),
                 TxnOp::put(self.key("epoch"), record.epoch.to_string(), None),
+                TxnOp::put(self.key("last_leader"), node, None),
                 // A hand-over is complete once someone leads.
                 TxnOp::delete(self.key("handover"), None),
+                // The new leader checks every standby anew.
+                TxnOp::delete(
+                    self.key("synced/"),
+                    Some(DeleteOptions::new().with_prefix()),
+                ),
             ]);
         let mut kv = self.client.kv_client();
         let won = self.timed("campaigning", kv.txn(txn)).await?.succeeded();
@@ -325,5 +376,95 @@ impl Etcd {
         self.timed("clearing the switchover", kv.delete(key, None))
             .await?;
         Ok(())
+    }
+
+    /// Records that a new dolt of `node` runs (`what`: its pid and start time, for people
+    /// reading etcd); the revision that names this launch.
+    pub async fn record_launch(&mut self, node: &str, what: &str) -> Result<i64> {
+        let key = self.key(&format!("launched/{node}"));
+        let mut kv = self.client.kv_client();
+        let r = self
+            .timed("recording this node's launch", kv.put(key, what, None))
+            .await?;
+        r.header()
+            .map(|h| h.revision())
+            .ok_or_else(|| self.err("recording this node's launch: no revision in the answer"))
+    }
+
+    /// As the leader holding `lease`: marks `node`'s launch `launch` as caught up, unless that
+    /// node launched again since (then it is checked anew). Whether it was marked.
+    pub async fn mark_synced(&mut self, lease: i64, node: &str, launch: i64) -> Result<bool> {
+        let txn = Txn::new()
+            .when([
+                Compare::lease(self.key("leader"), CompareOp::Equal, lease),
+                Compare::mod_revision(
+                    self.key(&format!("launched/{node}")),
+                    CompareOp::Equal,
+                    launch,
+                ),
+            ])
+            .and_then([TxnOp::put(
+                self.key(&format!("synced/{node}")),
+                launch.to_string(),
+                None,
+            )]);
+        let mut kv = self.client.kv_client();
+        Ok(self
+            .timed("marking a standby caught up", kv.txn(txn))
+            .await?
+            .succeeded())
+    }
+
+    /// `node` is no longer known to be caught up.
+    pub async fn unmark_synced(&mut self, node: &str) -> Result<()> {
+        let key = self.key(&format!("synced/{node}"));
+        let mut kv = self.client.kv_client();
+        self.timed("unmarking a standby", kv.delete(key, None))
+            .await?;
+        Ok(())
+    }
+
+    /// As the leader holding `lease`: records its databases.
+    pub async fn record_databases(&mut self, lease: i64, dbs: &[String]) -> Result<()> {
+        let value = serde_json::to_vec(dbs).map_err(|e| self.err(e))?;
+        let txn = Txn::new()
+            .when([Compare::lease(self.key("leader"), CompareOp::Equal, lease)])
+            .and_then([TxnOp::put(self.key("databases"), value, None)]);
+        let mut kv = self.client.kv_client();
+        self.timed("recording the databases", kv.txn(txn)).await?;
+        Ok(())
+    }
+
+    /// With no leader: names `node` as the one to campaign next, whether or not it is known
+    /// to be caught up (`doltctl cluster failover`), on a lease of `ttl`. False when a node
+    /// leads (then a switchover is the way).
+    pub async fn force_failover(&mut self, node: &str, ttl: Duration) -> Result<bool> {
+        let mut lc = self.client.lease_client();
+        let grant = self
+            .timed(
+                "granting a lease",
+                lc.grant(ttl.as_secs().max(1) as i64, None),
+            )
+            .await?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key("leader"),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                self.key("handover"),
+                node,
+                Some(PutOptions::new().with_lease(grant.id())),
+            )]);
+        let mut kv = self.client.kv_client();
+        let done = self
+            .timed("naming the node to promote", kv.txn(txn))
+            .await?
+            .succeeded();
+        if !done {
+            let _ = self.revoke(grant.id()).await;
+        }
+        Ok(done)
     }
 }

@@ -7,6 +7,10 @@
 //! databases with each reachable peer's. A database missing on a peer, or different on two
 //! checks in a row (one difference is normal replication lag), gets a push.
 //!
+//! The same comparison says which standbys are caught up (every database equal): the
+//! controller marks those electable in etcd and unmarks the ones behind or not answering
+//! (see `decide.rs`).
+//!
 //! The trigger: creating and deleting a branch (`dolt_branch`) in that database. Measured on
 //! dolt 2.2.0: the wiped standby had every row 171 ms after the call; it changes no table and
 //! no working set a user sees (only a branch that lives for a moment), unlike an empty commit
@@ -30,6 +34,17 @@ const PROBE_BRANCH: &str = "doltctl_rejoin_push";
 
 /// How many primary ticks between two comparisons.
 const EVERY: u32 = 3;
+
+/// What one comparison found.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    /// Peers with every database equal to the primary's.
+    pub caught_up: Vec<String>,
+    /// Peers missing a database, different on two checks in a row, or not answering.
+    pub behind: Vec<String>,
+    /// The primary's databases.
+    pub databases: Vec<String>,
+}
 
 /// What the primary knows of its peers' databases.
 pub(crate) struct Rejoin {
@@ -61,34 +76,47 @@ impl Rejoin {
         }
     }
 
-    /// On a primary tick: compares databases every few ticks and pushes the ones a peer lacks.
-    pub(crate) async fn check(&mut self, own: &Opts, log: &Arc<ServerLog>) {
+    /// On a primary tick: compares databases every few ticks (then returns what it found)
+    /// and pushes the ones a peer lacks.
+    pub(crate) async fn check(&mut self, own: &Opts, log: &Arc<ServerLog>) -> Option<Verdict> {
         self.ticks += 1;
         if self.ticks < EVERY {
-            return;
+            return None;
         }
         self.ticks = 0;
-        let Some(mine) = hashes(own).await else {
-            return;
+        let mine = hashes(own).await?;
+        let mut verdict = Verdict {
+            databases: mine.keys().cloned().collect(),
+            ..Default::default()
         };
+        verdict.databases.sort();
         let mut push: Vec<(String, String)> = Vec::new();
         let mut now_behind = HashMap::new();
         for (peer, opts) in &self.peers {
             // Unreachable: nothing to compare; it is compared again when it answers.
             let Some(theirs) = hashes(opts).await else {
+                verdict.behind.push(peer.clone());
                 continue;
             };
+            let (mut equal, mut behind) = (true, false);
             for (db, hash) in &mine {
                 let key = (peer.clone(), db.clone());
                 match theirs.get(db) {
                     Some(h) if h == hash => {}
                     missing_or_different => {
+                        equal = false;
                         if missing_or_different.is_none() || self.behind.contains_key(&key) {
+                            behind = true;
                             push.push(key.clone());
                         }
                         now_behind.insert(key, ());
                     }
                 }
+            }
+            if equal {
+                verdict.caught_up.push(peer.clone());
+            } else if behind {
+                verdict.behind.push(peer.clone());
             }
         }
         self.behind = now_behind;
@@ -107,6 +135,7 @@ impl Rejoin {
             }
             self.behind.remove(&(peer, db));
         }
+        Some(verdict)
     }
 }
 

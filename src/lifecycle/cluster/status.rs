@@ -26,6 +26,9 @@ pub struct NodeStatus {
     pub role: Option<String>,
     /// `@@dolt_cluster_role_epoch`.
     pub epoch: Option<u64>,
+    /// Whether the leader found this node's current dolt caught up, so it may be promoted
+    /// if the primary is lost (`null` for the leader, or when etcd did not answer).
+    pub caught_up: Option<bool>,
     /// Per database, as the primary reports this standby: lag in ms (`null`: unknown) and the
     /// replication error, if any.
     pub replication: Vec<DatabaseLag>,
@@ -53,6 +56,8 @@ pub struct ClusterStatus {
     pub leader: Option<String>,
     /// The epoch recorded in etcd.
     pub epoch: Option<u64>,
+    /// The node that won the last election (it may have lost the lease since).
+    pub last_leader: Option<String>,
     /// When the leader's lease expires unless renewed (RFC 3339).
     pub lease_expires_at: Option<String>,
     /// Every node.
@@ -111,13 +116,17 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
         etcd_reachable: false,
         leader: None,
         epoch: None,
+        last_leader: None,
         lease_expires_at: None,
         nodes: vec![],
     };
+    let mut observed = None;
     if let Ok(mut etcd) = Etcd::connect(c, Duration::from_secs(2)).await {
         if let Ok(o) = etcd.observe().await {
+            observed = Some(o.clone());
             st.etcd_reachable = true;
             st.epoch = Some(o.epoch);
+            st.last_leader = o.last_leader;
             if let Some(l) = o.leader {
                 if let Ok(Some(left)) = etcd.lease_remaining(l.lease).await {
                     st.lease_expires_at = Some(
@@ -132,12 +141,17 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
     for n in nodes(cfg) {
         let (role, mut l) = ask_node(cfg, &n).await;
         lags.append(&mut l);
+        let caught_up = observed
+            .as_ref()
+            .filter(|_| st.leader.as_deref() != Some(n.name.as_str()))
+            .map(|o| o.caught_up(&n.name));
         st.nodes.push(NodeStatus {
             address: format!("{}:{}", n.host, n.port),
             name: n.name,
             reachable: role.is_some(),
             role: role.as_ref().map(|r| r.0.clone()),
             epoch: role.map(|r| r.1),
+            caught_up,
             replication: vec![],
         });
     }
@@ -147,6 +161,58 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
         }
     }
     Ok(st)
+}
+
+/// With no leader and no node known to be caught up (a whole cluster restarted, or every
+/// caught-up node lost): names `to` as the node to promote, and waits up to `wait` until it
+/// holds the lease. Writes acknowledged by the last primary and missing on `to` are lost:
+/// the operator's call, as with Patroni's `failover`.
+pub async fn failover(cfg: &Config, to: &str, wait: Duration) -> Result<String> {
+    let Some(c) = &cfg.cluster else {
+        return Err(Error::ConfigValue(
+            "this config has no [cluster] section; `doltctl cluster` needs one".into(),
+        ));
+    };
+    let fail = |m: String| Error::Cluster {
+        cluster: c.name.clone(),
+        message: m,
+    };
+    if !nodes(cfg).iter().any(|n| n.name == to) {
+        return Err(fail(format!(
+            "--to {to:?} is not a node of this cluster (this node and [[cluster.peers]])"
+        )));
+    }
+    let mut etcd = Etcd::connect(c, Duration::from_secs(2)).await?;
+    if let Some(l) = etcd.observe().await?.leader {
+        return Err(fail(format!(
+            "{} holds the leader lease; `doltctl cluster switchover --to {to}` hands over \
+             without losing a write",
+            l.node
+        )));
+    }
+    if !etcd
+        .force_failover(to, wait.max(Duration::from_secs(5)))
+        .await?
+    {
+        return Err(fail(
+            "a node took the leader lease meanwhile; see `doltctl cluster status`".into(),
+        ));
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(o) = etcd.observe().await {
+            if let Some(l) = o.leader {
+                return Ok(l.node);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "{to} did not take the lease within {wait:?}: is its supervisor running and \
+                 its dolt ready? (`doltctl status` and `doltctl logs` on {to})"
+            )));
+        }
+    }
 }
 
 /// Asks the primary to hand over (to `to`, or any caught-up standby) and waits up to `wait`
