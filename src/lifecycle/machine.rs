@@ -310,7 +310,7 @@ pub(crate) fn transition(
             fail(&mut m, why, Some(ran), now)
         }
         (P::Starting(Some(_)) | P::Running { .. }, E::Replaced(why)) => {
-            m.restarts += 1;
+            // Planned: neither a failure nor one of the unplanned `restarts`.
             m.was_ready = false;
             m.phase = P::Starting(None);
             vec![

@@ -171,6 +171,8 @@ struct Harness {
     commands: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<Phase>,
     live: watch::Receiver<Option<State>>,
+    /// Where a cluster controller would mark the pid it fences.
+    start_role: SharedStartRole,
 }
 
 impl Drop for Harness {
@@ -226,6 +228,11 @@ fn start_in(
     let lock = lock_supervisor(&instance).expect("supervisor lock");
     let mut sup = Supervisor::new(&cfg, instance, log, FakeLauncher(script.clone()), rx);
     sup.lock = Some(lock);
+    let start_role = SharedStartRole::new(StartRole {
+        role: Role::Standby,
+        epoch: 0,
+    });
+    sup.start_role = Some(start_role.clone());
     let live = sup.subscribe();
     let task = tokio::spawn(async move { sup.drive().await });
     Harness {
@@ -235,6 +242,7 @@ fn start_in(
         commands: tx,
         task,
         live,
+        start_role,
     }
 }
 
@@ -360,6 +368,26 @@ async fn restart_command_replaces_the_fake_child_without_counting_a_failure() {
         .await;
     assert_eq!(s.restarts, 0);
     assert!(gone(&first));
+}
+
+/// A cluster fence: the controller marks the pid, then SIGKILLs its group.
+#[tokio::test]
+async fn a_fenced_fake_child_is_relaunched_at_once_and_never_counted_as_a_failure() {
+    let h = start(Script::default(), |_| {});
+    let mut last = h.running().await;
+    // More fences than max_failures (3), within the failure window.
+    for _ in 0..5 {
+        h.start_role.mark_fenced(last.pid);
+        let _ = last.signal_group(Signal::SIGKILL);
+        let s = h
+            .wait_for("a new server", |s| {
+                s.kind() == Phase::Running && s.server().is_some_and(|p| p.pid != last.pid)
+            })
+            .await;
+        assert_eq!(s.restarts, 0);
+        assert_eq!(s.last_error, None);
+        last = s.server().cloned().unwrap();
+    }
 }
 
 #[tokio::test]
