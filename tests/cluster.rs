@@ -1095,3 +1095,59 @@ fn a_standby_cut_off_from_the_primary_is_not_promoted_and_is_brought_up_to_date(
         );
     });
 }
+
+#[test]
+fn a_node_promoted_by_hand_outside_doltctl_ends_with_one_writable_primary() {
+    let _serial = serial();
+    let cl = Cluster::new(Etcd::start(), None);
+    block_on(async {
+        assert_eq!(bootstrap(&cl).await, "a");
+        // Someone promotes b by hand at a higher epoch; Dolt then demotes a.
+        exec(
+            &cl.node("b").url(),
+            "CALL dolt_assume_cluster_role('primary', 10)",
+        )
+        .await
+        .unwrap();
+        let t = Instant::now();
+        // Healthy again: exactly one dolt says primary, and it is the node holding the lease,
+        // for two seconds in a row.
+        let mut healthy_since: Option<Instant> = None;
+        let primary = loop {
+            let st = cl.status("a");
+            let primaries = cl.primaries().await;
+            let consistent = primaries.len() == 1 && st["leader"] == primaries[0].as_str();
+            match (consistent, healthy_since) {
+                (true, Some(since)) if since.elapsed() >= Duration::from_secs(2) => {
+                    break primaries[0].clone()
+                }
+                (true, None) => healthy_since = Some(Instant::now()),
+                (false, _) => healthy_since = None,
+                _ => {}
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no single primary holding the lease: {primaries:?}, {st:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let p = cl.node(&primary);
+        exec(&format!("{}app", p.url()), "INSERT INTO w VALUES (1)")
+            .await
+            .unwrap();
+        // Every node at the new primary's epoch, the write on every standby.
+        assert_eq!(cl.settled(Duration::from_secs(30)).await, primary);
+        caught_up(&cl.client("c"), Duration::from_secs(30)).await;
+        println!(
+            "b promoted by hand: {primary} the only primary, holding the lease, {} ms later\n{}",
+            (t.elapsed() - Duration::from_secs(2)).as_millis(),
+            p.log()
+                .lines()
+                .chain(cl.node("a").log().lines())
+                .chain(cl.node("b").log().lines())
+                .filter(|l| l.contains("FENCING") || l.contains("PROMOTED"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    });
+}

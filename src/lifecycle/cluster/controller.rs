@@ -217,19 +217,44 @@ impl Controller {
     async fn step(&mut self, state: Option<&State>) {
         let ready = state.is_some_and(|s| matches!(s.phase, PhaseRecord::Running { .. }));
         self.server = state.and_then(|s| s.server().cloned());
-        self.record_launch().await;
+        // Off the leader's path (its etcd I/O races the fencing deadline); a leader's dolt
+        // needs no mark, and one demoted in place is recorded on its first standby tick.
+        if self.holding.is_none() {
+            self.record_launch().await;
+        }
         let mut lease_gone = false;
         let mut observed = None;
+        self.role_check += 1;
+        let role_due = ready && self.role_check >= 4;
+        if role_due {
+            self.role_check = 0;
+        }
+        let mut says_standby = false;
         if let Some(held) = self.holding.clone() {
             let deadline = self.last_renewal + fence_after(self.cluster.lease_ttl);
+            let own = self.own.clone();
+            // The own dolt's role beside the renewal: a leader whose dolt was demoted outside
+            // doltctl (a `dolt_assume_cluster_role` by hand elsewhere) would otherwise hold the
+            // lease with no writable node anywhere.
             let io = async {
                 let sent = Instant::now();
-                let renewed = self.etcd.keep_alive(held.lease).await;
-                let observed = self.etcd.observe().await.ok();
-                (sent, renewed, observed)
+                let role = async {
+                    if role_due {
+                        own_role(&own).await
+                    } else {
+                        None
+                    }
+                };
+                let etcd = async {
+                    let renewed = self.etcd.keep_alive(held.lease).await;
+                    (renewed, self.etcd.observe().await.ok())
+                };
+                let (role, (renewed, observed)) = tokio::join!(role, etcd);
+                (sent, renewed, observed, role)
             };
             tokio::select! {
-                (sent, renewed, o) = io => {
+                (sent, renewed, o, role) = io => {
+                    says_standby = role.is_some_and(|r| r.0 == Role::Standby);
                     match renewed {
                         Ok(ttl) if ttl > 0 => self.last_renewal = sent,
                         Ok(_) => lease_gone = true,
@@ -251,12 +276,10 @@ impl Controller {
                 }
             }
         }
-        self.role_check += 1;
-        let says_primary = if self.holding.is_none() && ready && self.role_check >= 4 {
-            self.role_check = 0;
-            self.own_role().await == Some(Role::Primary)
+        let standby_dolt = if self.holding.is_none() && role_due {
+            self.own_role().await
         } else {
-            false
+            None
         };
         let data_intact = match &observed {
             Some(o)
@@ -277,7 +300,9 @@ impl Controller {
             lease_gone,
             observed: observed.as_ref(),
             dolt_ready: ready,
-            dolt_says_primary: says_primary,
+            dolt_says_primary: standby_dolt.is_some_and(|r| r.0 == Role::Primary),
+            dolt_epoch: standby_dolt.map(|r| r.1),
+            dolt_says_standby: says_standby,
             launch: self.launch.as_ref().and_then(|l| l.1),
             data_intact,
         };
@@ -335,7 +360,10 @@ impl Controller {
                 Ok((r, verdict)) => {
                     self.rejoin = Some(r);
                     if let Some(v) = verdict {
-                        self.mark_standbys(v, observed).await;
+                        // Bounded: the next renewal must not wait on slow marks (they are
+                        // written again after the next comparison).
+                        let limit = renew_every(self.cluster.lease_ttl) / 2;
+                        let _ = tokio::time::timeout(limit, self.mark_standbys(v, observed)).await;
                     }
                 }
                 Err(e) => self.log.event(&format!(
@@ -529,21 +557,25 @@ impl Controller {
             .unwrap_or_else(|_| Err("no answer within 20s".into()))
     }
 
-    /// The own dolt's `@@dolt_cluster_role`, if it answers.
-    async fn own_role(&self) -> Option<Role> {
+    /// The own dolt's `@@dolt_cluster_role` and epoch, if it answers.
+    async fn own_role(&self) -> Option<(Role, u64)> {
         own_role(&self.own).await
     }
 }
 
-/// A dolt's `@@dolt_cluster_role`, if it answers within 2 s.
-pub(crate) async fn own_role(opts: &Opts) -> Option<Role> {
+/// A dolt's `@@dolt_cluster_role` and `@@dolt_cluster_role_epoch`, if it answers within 2 s.
+pub(crate) async fn own_role(opts: &Opts) -> Option<(Role, u64)> {
     let fut = async {
         let mut conn = Conn::new(opts.clone()).await.ok()?;
-        let r: Option<String> = conn.query_first("SELECT @@dolt_cluster_role").await.ok()?;
+        let r: Option<(String, u64)> = conn
+            .query_first("SELECT @@dolt_cluster_role, @@dolt_cluster_role_epoch")
+            .await
+            .ok()?;
         let _ = conn.disconnect().await;
-        match r.as_deref() {
-            Some("primary") => Some(Role::Primary),
-            Some("standby") => Some(Role::Standby),
+        let (role, epoch) = r?;
+        match role.as_str() {
+            "primary" => Some((Role::Primary, epoch)),
+            "standby" => Some((Role::Standby, epoch)),
             _ => None,
         }
     };

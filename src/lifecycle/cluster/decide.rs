@@ -6,10 +6,12 @@
 //! |------------------|--------------------------------------------------------|-----------|
 //! | leader (primary) | no successful renewal for `fence_after` (< lease TTL)  | fence     |
 //! | leader           | etcd says the lease is gone, or `leader` is another's  | fence     |
+//! | leader           | its dolt says standby (demoted outside doltctl)        | fence     |
 //! | leader           | a switchover was asked for                             | hand over |
 //! | leader           | otherwise                                              | hold      |
 //! | standby          | its dolt says it is primary (a launch raced a fence)   | fence     |
 //! | standby          | etcd unreachable                                       | wait (never promote) |
+//! | standby          | its dolt's epoch is past the leader's (set by hand)    | fence     |
 //! | standby          | a leader holds the lease                               | follow it |
 //! | standby          | no leader, not electable (below)                       | wait      |
 //! | standby          | no leader, its dolt not ready                          | wait      |
@@ -59,6 +61,10 @@ pub(crate) struct Situation<'a> {
     pub dolt_ready: bool,
     /// This node's dolt answered `@@dolt_cluster_role` = primary.
     pub dolt_says_primary: bool,
+    /// This node's dolt answered `@@dolt_cluster_role` = standby (asked while leading).
+    pub dolt_says_standby: bool,
+    /// The epoch this node's dolt answered (asked while not leading, now and then).
+    pub dolt_epoch: Option<u64>,
     /// The etcd revision naming this node's current dolt launch, once recorded.
     pub launch: Option<i64>,
     /// This node's dolt has every database the last leader recorded (asked only when this
@@ -111,6 +117,15 @@ pub(crate) fn decide(s: &Situation) -> Decision {
                 return Decision::HandOver(req.to.clone());
             }
         }
+        if s.dolt_says_standby {
+            // Releasing the lease (the fence revokes it) lets an election pick a primary
+            // again; this dolt is relaunched as a standby at the recorded epoch.
+            return Decision::Fence(
+                "this node holds the leader lease but its dolt says standby (demoted outside \
+                 doltctl?); giving the lease up for a new election"
+                    .into(),
+            );
+        }
         return Decision::Hold;
     }
     if s.dolt_says_primary {
@@ -120,6 +135,13 @@ pub(crate) fn decide(s: &Situation) -> Decision {
         return Decision::Wait("etcd is unreachable: no promotion until it answers");
     };
     if let Some(l) = &o.leader {
+        if let Some(e) = s.dolt_epoch.filter(|e| *e > l.epoch) {
+            // Such a standby refuses the leader's epoch: relaunched at it, it follows again.
+            return Decision::Fence(format!(
+                "this node's dolt is at epoch {e}, past the leader's {} (set outside doltctl?)",
+                l.epoch
+            ));
+        }
         return Decision::Follow(l.clone());
     }
     if let Err(why) = electable(s.node, o, s.launch, s.data_intact) {
@@ -188,6 +210,8 @@ mod tests {
             observed,
             dolt_ready: true,
             dolt_says_primary: false,
+            dolt_says_standby: false,
+            dolt_epoch: None,
             launch: Some(40),
             data_intact: false,
         }
@@ -221,6 +245,31 @@ mod tests {
         s.since_renewal = Duration::from_millis(1000);
         assert_eq!(decide(&s), Decision::Hold);
         s.lease_gone = true;
+        assert!(matches!(decide(&s), Decision::Fence(_)));
+    }
+
+    #[test]
+    fn a_standby_whose_dolt_is_past_the_leaders_epoch_is_relaunched() {
+        let led = Observed {
+            leader: Some(leader("b", 3)),
+            ..Default::default()
+        };
+        let mut s = situation(None, Some(&led));
+        s.dolt_epoch = Some(3);
+        assert_eq!(decide(&s), Decision::Follow(leader("b", 3)));
+        s.dolt_epoch = Some(10);
+        assert!(matches!(decide(&s), Decision::Fence(_)));
+    }
+
+    #[test]
+    fn a_leader_whose_dolt_was_demoted_behind_its_back_gives_the_lease_up() {
+        let me = leader("a", 7);
+        let o = Observed {
+            leader: Some(me.clone()),
+            ..Default::default()
+        };
+        let mut s = situation(Some(&me), Some(&o));
+        s.dolt_says_standby = true;
         assert!(matches!(decide(&s), Decision::Fence(_)));
     }
 

@@ -109,11 +109,11 @@ pub async fn primary(cfg: &Config) -> Result<Primary> {
             let mut reachable = None;
             for n in all {
                 match super::controller::own_role(&node_opts(cfg, &n)).await {
-                    Some(Role::Primary) => {
+                    Some((Role::Primary, _)) => {
                         primary = Some(n);
                         break;
                     }
-                    Some(Role::Standby) if reachable.is_none() => reachable = Some(n),
+                    Some((Role::Standby, _)) if reachable.is_none() => reachable = Some(n),
                     _ => {}
                 }
             }
