@@ -276,43 +276,34 @@ fn peers_check(c: &ClusterConfig, peers: &[PeerAnswer], etcd: Option<&Observed>)
         .fix("list the other nodes under [[cluster.peers]] (name, host, port, remotesapi_port)");
     }
     let leader = etcd.and_then(|o| o.leader.as_ref());
-    let mut seen = Vec::new();
-    let mut problems = Vec::new();
+    // Each peer's evidence on one line; the troubled ones first.
+    let (mut bad, mut good) = (Vec::new(), Vec::new());
     let mut fixes = Vec::new();
     for p in peers {
         let name = &p.addr.name;
         let sql_at = format!("{}:{}", p.addr.host, p.addr.port);
         let rep_at = format!("{}:{}", p.addr.host, p.remotesapi_port);
-        let mut line = format!("{name}: ");
-        match &p.sql {
-            Ok(a) => {
-                line.push_str(&format!("{}@{} on {sql_at}", a.role, a.epoch));
-                if a.role == "detected_broken_config" {
-                    problems.push(format!("{name} says detected_broken_config"));
-                    fixes.push(format!("`doltctl restart` on {name}"));
-                } else if a.role == "primary" && leader.is_some_and(|l| l.node != *name) {
-                    problems.push(format!(
-                        "{name} says primary but etcd names {} the leader",
-                        leader.map_or("", |l| l.node.as_str())
-                    ));
-                    fixes.push(format!(
-                        "its controller fences it; if it stays so, `doltctl restart` on {name}"
-                    ));
-                }
-            }
-            Err(e) => {
-                line.push_str(&format!("SQL {sql_at} not answering ({e})"));
-                problems.push(format!("{name}'s SQL port {sql_at} does not answer"));
-            }
-        }
-        match &p.replication_port {
-            Ok(()) => line.push_str(&format!(", replication {rep_at} accepts")),
-            Err(e) => {
-                line.push_str(&format!(", replication {rep_at} not accepting ({e})"));
-                problems.push(format!(
-                    "{name}'s replication port {rep_at} does not accept"
-                ));
-            }
+        let sql = match &p.sql {
+            Ok(a) => format!("{}@{} on {sql_at}", a.role, a.epoch),
+            Err(e) => format!("SQL {sql_at} does not answer ({e})"),
+        };
+        let rep = match &p.replication_port {
+            Ok(()) => format!("replication {rep_at} accepts"),
+            Err(e) => format!("replication {rep_at} does not accept ({e})"),
+        };
+        let mut line = format!("{name}: {sql}, {rep}");
+        let role = p.sql.as_ref().map(|a| a.role.as_str()).unwrap_or("");
+        let rogue = leader.filter(|l| role == "primary" && l.node != *name);
+        if let Some(l) = rogue {
+            line.push_str(&format!(
+                " (says primary, but etcd names {} the leader)",
+                l.node
+            ));
+            fixes.push(format!(
+                "{name}'s controller fences it; if it stays so, `doltctl restart` on {name}"
+            ));
+        } else if role == "detected_broken_config" {
+            fixes.push(format!("`doltctl restart` on {name}"));
         }
         if p.sql.is_err() || p.replication_port.is_err() {
             fixes.push(format!(
@@ -320,17 +311,27 @@ fn peers_check(c: &ClusterConfig, peers: &[PeerAnswer], etcd: Option<&Observed>)
                 p.addr.host
             ));
         }
-        seen.push(line);
+        let troubled = p.sql.is_err()
+            || p.replication_port.is_err()
+            || rogue.is_some()
+            || role == "detected_broken_config";
+        if troubled {
+            bad.push(line);
+        } else {
+            good.push(line);
+        }
     }
-    if problems.is_empty() {
-        check(NAME, Level::Ok, seen.join("; "))
+    let level = if bad.is_empty() {
+        Level::Ok
     } else {
-        check(
-            NAME,
-            Level::Warn,
-            format!("{}. {}", problems.join("; "), seen.join("; ")),
-        )
-        .fix(fixes.join("; "))
+        Level::Warn
+    };
+    bad.append(&mut good);
+    let c = check(NAME, level, bad.join("; "));
+    if fixes.is_empty() {
+        c
+    } else {
+        c.fix(fixes.join("; "))
     }
 }
 

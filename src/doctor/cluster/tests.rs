@@ -224,14 +224,24 @@ fn peers_warn_naming_host_port_and_the_fix() {
         Some(&leader),
     );
     assert_eq!(gone.status, Level::Warn);
-    assert!(gone.detail.contains("127.0.0.1:3307") && gone.detail.contains("127.0.0.1:50052"));
+    assert!(
+        gone.detail
+            .contains("b: SQL 127.0.0.1:3307 does not answer (connection refused)")
+            && gone
+                .detail
+                .contains("replication 127.0.0.1:50052 does not accept"),
+        "{}",
+        gone.detail
+    );
     assert!(gone.fix.unwrap().contains("`doltctl start`"));
 
     // A peer that says primary while etcd names this node is a second writer.
     let rogue = peers_check(&c, &[peer(answer("primary", 2), true)], Some(&leader));
     assert_eq!(rogue.status, Level::Warn);
     assert!(
-        rogue.detail.contains("b says primary but etcd names a"),
+        rogue
+            .detail
+            .contains("says primary, but etcd names a the leader"),
         "{}",
         rogue.detail
     );
