@@ -99,7 +99,7 @@ fn etcd_check(c: &ClusterConfig, answers: &[EndpointAnswer]) -> Check {
     };
     let answered = answers.len() - down.len();
     let summary = format!(
-        "{answered} of {} endpoint(s) answered under {}: {leader}, epoch key {}",
+        "{answered} of {} endpoint(s) answered under {}: {leader} (highest epoch taken: {})",
         c.etcd.len(),
         c.prefix(),
         o.epoch

@@ -58,16 +58,19 @@ fn led_by(node: &str, epoch: u64) -> Observed {
     }
 }
 
+/// This node's answer, etcd's view, the verdict, a phrase of its detail.
+type Row = (
+    Option<std::result::Result<NodeAnswer, String>>,
+    Option<Observed>,
+    Level,
+    &'static str,
+);
+
 #[test]
 fn role_is_judged_against_etcds_leader_row_by_row() {
     let c = cluster();
     let none = Observed::default();
-    let cases: Vec<(
-        Option<std::result::Result<NodeAnswer, String>>,
-        Option<Observed>,
-        Level,
-        &str,
-    )> = vec![
+    let cases: Vec<Row> = vec![
         (None, Some(led_by("b", 2)), Level::Ok, "not running"),
         (
             Some(Err("connection refused".into())),
