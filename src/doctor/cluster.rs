@@ -223,6 +223,18 @@ fn role_check(
             "its controller fences it within {:?}; if it stays so, {restart_fix}",
             c.lease_ttl / 2
         )),
+        // A promotion goes to a newer epoch than the dolt has; at or past the leader's epoch
+        // (a rogue primary's higher epoch demoted it) it cannot be promoted (seen on 2.2.0).
+        (Some(l), false) if l.node == *node && a.epoch >= l.epoch => check(
+            NAME,
+            Level::Fail,
+            format!(
+                "{me}, but etcd names this node the leader (epoch {}): its dolt cannot be \
+                 promoted at an epoch it is already past, so no node takes writes",
+                l.epoch
+            ),
+        )
+        .fix(restart_fix.replace("a standby at etcd's epoch", "the primary etcd names it")),
         (Some(l), false) if l.node == *node => check(
             NAME,
             Level::Warn,
@@ -294,6 +306,15 @@ fn peers_check(c: &ClusterConfig, peers: &[PeerAnswer], etcd: Option<&Observed>)
         let mut line = format!("{name}: {sql}, {rep}");
         let role = p.sql.as_ref().map(|a| a.role.as_str()).unwrap_or("");
         let rogue = leader.filter(|l| role == "primary" && l.node != *name);
+        let unpromoted = leader.is_some_and(|l| role == "standby" && l.node == *name);
+        if unpromoted {
+            line.push_str(
+                " (etcd names it the leader, but its dolt is standby: no node takes writes)",
+            );
+            fixes.push(format!(
+                "run doctor again in a few seconds (a promotion under way); if it stays so, `doltctl restart` on {name}"
+            ));
+        }
         if let Some(l) = rogue {
             line.push_str(&format!(
                 " (says primary, but etcd names {} the leader)",
@@ -314,6 +335,7 @@ fn peers_check(c: &ClusterConfig, peers: &[PeerAnswer], etcd: Option<&Observed>)
         let troubled = p.sql.is_err()
             || p.replication_port.is_err()
             || rogue.is_some()
+            || unpromoted
             || role == "detected_broken_config";
         if troubled {
             bad.push(line);

@@ -133,10 +133,16 @@ fn role_is_judged_against_etcds_leader_row_by_row() {
             "newer",
         ),
         (
-            Some(answer("standby", 2)),
+            Some(answer("standby", 1)),
             Some(led_by("a", 2)),
             Level::Warn,
-            "promotion",
+            "promotion under way",
+        ),
+        (
+            Some(answer("standby", 10)),
+            Some(led_by("a", 4)),
+            Level::Fail,
+            "no node takes writes",
         ),
         (
             Some(answer("standby", 2)),
@@ -247,6 +253,19 @@ fn peers_warn_naming_host_port_and_the_fix() {
             .contains("says primary, but etcd names a the leader"),
         "{}",
         rogue.detail
+    );
+
+    // A peer etcd names the leader whose dolt stayed standby: nobody takes writes.
+    let unpromoted = peers_check(
+        &c,
+        &[peer(answer("standby", 3), true)],
+        Some(&led_by("b", 3)),
+    );
+    assert_eq!(unpromoted.status, Level::Warn);
+    assert!(
+        unpromoted.detail.contains("no node takes writes"),
+        "{}",
+        unpromoted.detail
     );
 }
 
