@@ -54,7 +54,8 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Check everything a server needs; exit 0 when nothing FAILs. Never starts a server.
+    /// Check everything a server needs (with [cluster]: etcd, this node's role, the peers,
+    /// replication); exit 0 when nothing FAILs, else 1. Never starts a server.
     Doctor {
         /// Make the safe repairs (stale files, orphans of ours, oversized logs, permissions).
         #[arg(long)]

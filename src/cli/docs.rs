@@ -37,7 +37,8 @@ Environment:
 Exit codes:
   0    ok; status: running and ready (--live: it answered SELECT 1); doctor: nothing FAILs;
        run: stopped on request (SIGTERM/SIGINT), also as PID 1
-  1    error (the message on stderr says what, where, and what to do); gc: a stop failed
+  1    error (the message on stderr says what, where, and what to do); gc: a stop failed;
+       doctor: a check FAILs
   2    usage: bad command line
   3    not running (status, url, env)
   4    not ready: the supervisor is up, the server is not (status); status --live: it runs

@@ -147,6 +147,7 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
     checks.push(connections::clients_check(&cfg, &st).await);
     checks.push(health_check(&cfg, &instance, &st));
     checks.extend(log_checks(&cfg, &instance, &st));
+    checks.extend(cluster::cluster_checks(&cfg, &st, &orphans).await);
 
     if fix {
         apply_repairs(&mut checks, &cfg).await;
@@ -154,6 +155,7 @@ pub async fn run(src: &ConfigSource, fix: bool) -> Report {
     Report { checks }
 }
 
+mod cluster;
 mod connections;
 mod environment;
 mod repair;
