@@ -234,7 +234,11 @@ fn role_check(
                 l.epoch
             ),
         )
-        .fix(restart_fix.replace("a standby at etcd's epoch", "the primary etcd names it")),
+        .fix(format!(
+            "its controller gives the lease up within seconds for a new election; if it stays \
+             so, {}",
+            restart_fix.replace("a standby at etcd's epoch", "the primary etcd names it")
+        )),
         (Some(l), false) if l.node == *node => check(
             NAME,
             Level::Warn,
