@@ -9,14 +9,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
-use doltctl::State;
+use common::{ClusterNode as Node, *};
 use mysql_async::prelude::Queryable;
 
 const TTL: Duration = Duration::from_secs(3);
@@ -25,170 +22,6 @@ const TTL: Duration = Duration::from_secs(3);
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Node {
-    name: String,
-    dir: tempfile::TempDir,
-    port: u16,
-    rport: u16,
-}
-
-impl Node {
-    fn new(name: &str) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("doltctl-cl-{name}"))
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        Node {
-            name: name.into(),
-            dir,
-            port: free_port(),
-            rport: free_port(),
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("doltctl.toml")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Writes this node's config; each peer with the replication port this node pushes to
-    /// (its own, or a proxy's in front of it).
-    fn write_config(&self, etcd: &str, peers: &[(&Node, u16)]) {
-        let mut text = format!(
-            r#"data_dir = "data"
-[server]
-port = {}
-ready_timeout = "60s"
-stop_timeout = "10s"
-[restart]
-initial_backoff = "100ms"
-max_backoff = "1s"
-max_failures = 10
-failure_window = "60s"
-[health]
-interval = "300ms"
-timeout = "2s"
-max_missed = 5
-[cluster]
-name = "t"
-node = "{}"
-etcd = ["{etcd}"]
-remotesapi_port = {}
-lease_ttl = "3s"
-ack_writes_timeout = "2s"
-"#,
-            self.port, self.name, self.rport
-        );
-        for (p, rport) in peers {
-            text.push_str(&format!(
-                "[[cluster.peers]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nremotesapi_port = {rport}\n",
-                p.name, p.port
-            ));
-        }
-        std::fs::write(self.config(), text).unwrap();
-    }
-
-    fn doltctl(&self) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
-        c.current_dir(self.dir.path())
-            .env_remove("DOLTCTL_CONFIG")
-            .env("DOLT_BIN", dolt_bin())
-            // Shared on purpose: a cluster node must ignore it and use its own root.
-            .env(
-                "DOLT_ROOT_PATH",
-                std::env::temp_dir().join("doltctl-cluster-shared-root"),
-            )
-            .env("DOLT_DISABLE_EVENT_FLUSH", "1")
-            .arg("--config")
-            .arg(self.config());
-        c
-    }
-
-    fn start(&self) {
-        let out = self.doltctl().arg("start").output().unwrap();
-        assert!(
-            out.status.success(),
-            "start {}: {}\n{}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-    }
-
-    fn stop(&self) {
-        let _ = self.doltctl().arg("stop").output();
-    }
-
-    fn state(&self) -> Option<State> {
-        let text = std::fs::read_to_string(self.data_dir().join(".doltctl/state.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join(".doltctl/server.log")).unwrap_or_default()
-    }
-
-    fn url(&self) -> String {
-        format!("mysql://root@127.0.0.1:{}/", self.port)
-    }
-
-    /// `(role, epoch)` as the node's dolt says, or None when it does not answer.
-    async fn role(&self) -> Option<(String, u64)> {
-        let fut = async {
-            let mut c = mysql_async::Conn::from_url(self.url()).await.ok()?;
-            let r = c
-                .query_first("SELECT @@dolt_cluster_role, @@dolt_cluster_role_epoch")
-                .await
-                .ok()?;
-            let _ = c.disconnect().await;
-            r
-        };
-        tokio::time::timeout(Duration::from_secs(2), fut)
-            .await
-            .ok()
-            .flatten()
-    }
-
-    /// The host is lost: SIGKILL to its supervisor and its dolt.
-    fn kill_host(&self) {
-        let s = self.state().expect("state file");
-        for p in [s.supervisor.clone(), s.server().cloned()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-
-    async fn count(&self, sql: &str) -> Option<i64> {
-        query_i64(&self.url(), sql).await.ok()?.first().copied()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(s) = self.state() {
-            for p in [s.supervisor.clone(), s.server().cloned()]
-                .into_iter()
-                .flatten()
-            {
-                let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-        for p in processes_mentioning(self.dir.path()) {
-            let _ = p.signal(nix::sys::signal::Signal::SIGCONT);
-            let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
-        }
-        if std::thread::panicking() {
-            eprintln!("--- log of node {} ---\n{}", self.name, self.log());
-        }
-    }
 }
 
 struct Cluster {
@@ -212,10 +45,10 @@ impl Cluster {
         use_built_doltctl();
         let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::new(n)).collect();
         for (i, n) in nodes.iter().enumerate() {
-            let peers: Vec<(&Node, u16)> = nodes
+            let peers: Vec<PeerAt> = nodes
                 .iter()
                 .filter(|p| p.name != n.name)
-                .map(|p| (p, link(&n.name, p).unwrap_or(p.rport)))
+                .map(|p| p.at_via(link(&n.name, p).unwrap_or(p.rport)))
                 .collect();
             let endpoint = match (&a_etcd, i) {
                 (Some(e), 0) => e.clone(),
@@ -898,16 +731,13 @@ fn bad_cluster_configs_and_an_unreachable_etcd_are_refused_at_start() {
     let a = Node::new("a");
     let b = Node::new("b");
     // etcd on a port nobody listens on.
-    a.write_config(
-        &format!("http://127.0.0.1:{}", free_port()),
-        &[(&b, b.rport)],
-    );
+    a.write_config(&format!("http://127.0.0.1:{}", free_port()), &[b.at()]);
     let out = a.doltctl().arg("start").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("etcd"), "{err}");
     // The node listed among its peers.
-    a.write_config("http://127.0.0.1:2379", &[(&b, b.rport), (&a, a.rport)]);
+    a.write_config("http://127.0.0.1:2379", &[b.at(), a.at()]);
     let out = a.doltctl().arg("start").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

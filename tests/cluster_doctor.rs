@@ -9,13 +9,10 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
-use doltctl::State;
+use common::{ClusterNode as Node, *};
 use serde_json::Value;
 
 /// The checks doctor adds for a `[cluster]`.
@@ -38,114 +35,18 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where another node is, as a `[[cluster.peers]]` entry says.
-#[derive(Clone, Copy)]
-struct PeerAt<'a> {
-    name: &'a str,
-    port: u16,
-    rport: u16,
+/// Doctor on a node.
+trait Doctor {
+    fn doctor(&self, extra: &[&str]) -> (i32, Vec<Value>, Duration);
+    fn doctor_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value>;
 }
 
-/// A node: its own temp dir, data dir, config and ports. Its supervisor and dolt are killed on
-/// drop (on panic too).
-struct Node {
-    name: String,
-    dir: tempfile::TempDir,
-    port: u16,
-    rport: u16,
-}
-
-impl Node {
-    fn new(name: &str) -> Node {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("doltctl-cd-{name}"))
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        Node {
-            name: name.into(),
-            dir,
-            port: free_port(),
-            rport: free_port(),
-        }
-    }
-
-    fn at(&self) -> PeerAt<'_> {
-        PeerAt {
-            name: &self.name,
-            port: self.port,
-            rport: self.rport,
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("doltctl.toml")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// As tests/cluster.rs `Node::write_config` (lease_ttl 3s, quick restarts).
-    fn write_config(&self, etcd: &str, peers: &[PeerAt]) {
-        let mut text = format!(
-            r#"data_dir = "data"
-[server]
-port = {}
-ready_timeout = "60s"
-stop_timeout = "10s"
-[restart]
-initial_backoff = "100ms"
-max_backoff = "1s"
-max_failures = 10
-failure_window = "60s"
-[health]
-interval = "300ms"
-timeout = "2s"
-max_missed = 5
-[cluster]
-name = "t"
-node = "{}"
-etcd = ["{etcd}"]
-remotesapi_port = {}
-lease_ttl = "3s"
-ack_writes_timeout = "2s"
-"#,
-            self.port, self.name, self.rport
-        );
-        for p in peers {
-            text.push_str(&format!(
-                "[[cluster.peers]]\nname = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nremotesapi_port = {}\n",
-                p.name, p.port, p.rport
-            ));
-        }
-        std::fs::write(self.config(), text).unwrap();
-    }
-
-    fn doltctl(&self) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("doltctl"));
-        c.current_dir(self.dir.path())
-            .env_remove("DOLTCTL_CONFIG")
-            .env("DOLT_BIN", dolt_bin())
-            .env("DOLT_ROOT_PATH", self.dir.path().join("root"))
-            .env("DOLT_DISABLE_EVENT_FLUSH", "1")
-            .arg("--config")
-            .arg(self.config());
-        c
-    }
-
-    fn start(&self) {
-        let out = self.doltctl().arg("start").output().unwrap();
-        assert!(
-            out.status.success(),
-            "start {}: {}\n{}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-    }
-
+impl Doctor for Node {
     /// `doctor --json` (plus `extra`): exit code, the checks, how long it took.
     fn doctor(&self, extra: &[&str]) -> (i32, Vec<Value>, Duration) {
         let t0 = Instant::now();
@@ -187,35 +88,6 @@ ack_writes_timeout = "2s"
                 serde_json::to_string_pretty(&checks).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn state(&self) -> Option<State> {
-        let text = std::fs::read_to_string(self.data_dir().join(".doltctl/state.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join(".doltctl/server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(s) = self.state() {
-            for p in [s.supervisor.clone(), s.server().cloned()]
-                .into_iter()
-                .flatten()
-            {
-                let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-        for p in processes_mentioning(self.dir.path()) {
-            let _ = p.signal(nix::sys::signal::Signal::SIGCONT);
-            let _ = p.signal(nix::sys::signal::Signal::SIGKILL);
-        }
-        if std::thread::panicking() {
-            eprintln!("--- log of node {} ---\n{}", self.name, self.log());
         }
     }
 }

@@ -11,10 +11,13 @@ mod ports;
 #[allow(unused_imports)] // each test binary uses a part of the harness
 pub use ports::{free_port, port_reservations};
 
-// etcd and Toxiproxy as child processes, for the cluster tests.
+// etcd and Toxiproxy as child processes, and cluster nodes, for the cluster tests.
 mod cluster_infra;
 #[allow(unused_imports)] // each test binary uses a part of the harness
 pub use cluster_infra::*;
+mod cluster_node;
+#[allow(unused_imports)] // each test binary uses a part of the harness
+pub use cluster_node::{Node as ClusterNode, PeerAt};
 
 use doltctl::ProcessIdentity;
 use doltctl::State;
