@@ -200,11 +200,7 @@ impl Etcd {
         ttl: Duration,
         seen: &Observed,
     ) -> Result<Option<LeaderRecord>> {
-        let ttl_secs = ttl.as_secs().max(1) as i64;
-        let mut lease = self.client.lease_client();
-        let grant = self
-            .timed("granting a lease", lease.grant(ttl_secs, None))
-            .await?;
+        let grant = self.grant(ttl).await?;
         let record = LeaderRecord {
             node: node.to_string(),
             epoch: seen.epoch + 1,
@@ -239,6 +235,16 @@ impl Etcd {
         }
         let _ = self.revoke(grant.id()).await;
         Ok(None)
+    }
+
+    /// A new lease of `ttl` (whole seconds, at least 1).
+    async fn grant(&mut self, ttl: Duration) -> Result<etcd_client::LeaseGrantResponse> {
+        let mut lc = self.client.lease_client();
+        self.timed(
+            "granting a lease",
+            lc.grant(ttl.as_secs().max(1) as i64, None),
+        )
+        .await
     }
 
     /// Renews `lease` once; its remaining TTL (0: the lease is gone).
@@ -316,13 +322,7 @@ impl Etcd {
         ];
         // Always written ("" = any node): clients wait for the next leader rather than
         // write to a primary that is demoting itself.
-        let mut lc = self.client.lease_client();
-        let grant = self
-            .timed(
-                "granting a lease",
-                lc.grant(ttl.as_secs().max(1) as i64, None),
-            )
-            .await?;
+        let grant = self.grant(ttl).await?;
         ops.push(TxnOp::put(
             self.key("handover"),
             to.unwrap_or(""),
@@ -439,13 +439,7 @@ impl Etcd {
     /// to be caught up (`doltctl cluster failover`), on a lease of `ttl`. False when a node
     /// leads (then a switchover is the way).
     pub async fn force_failover(&mut self, node: &str, ttl: Duration) -> Result<bool> {
-        let mut lc = self.client.lease_client();
-        let grant = self
-            .timed(
-                "granting a lease",
-                lc.grant(ttl.as_secs().max(1) as i64, None),
-            )
-            .await?;
+        let grant = self.grant(ttl).await?;
         let txn = Txn::new()
             .when([Compare::create_revision(
                 self.key("leader"),

@@ -104,13 +104,18 @@ async fn ask_node(
     }
 }
 
+/// The config's `[cluster]`, or the error saying `doltctl cluster` needs one.
+fn cluster_of(cfg: &Config) -> Result<&crate::config::ClusterConfig> {
+    cfg.cluster.as_ref().ok_or_else(|| {
+        Error::ConfigValue(
+            "this config has no [cluster] section; `doltctl cluster` needs one".into(),
+        )
+    })
+}
+
 /// Gathers the cluster's status (etcd and every node; none of it needs to answer).
 pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
-    let Some(c) = &cfg.cluster else {
-        return Err(Error::ConfigValue(
-            "this config has no [cluster] section; `doltctl cluster` needs one".into(),
-        ));
-    };
+    let c = cluster_of(cfg)?;
     let mut st = ClusterStatus {
         cluster: c.name.clone(),
         etcd_reachable: false,
@@ -168,11 +173,7 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
 /// holds the lease. Writes acknowledged by the last primary and missing on `to` are lost:
 /// the operator's call, as with Patroni's `failover`.
 pub async fn failover(cfg: &Config, to: &str, wait: Duration) -> Result<String> {
-    let Some(c) = &cfg.cluster else {
-        return Err(Error::ConfigValue(
-            "this config has no [cluster] section; `doltctl cluster` needs one".into(),
-        ));
-    };
+    let c = cluster_of(cfg)?;
     let fail = |m: String| Error::Cluster {
         cluster: c.name.clone(),
         message: m,
@@ -218,11 +219,7 @@ pub async fn failover(cfg: &Config, to: &str, wait: Duration) -> Result<String> 
 /// Asks the primary to hand over (to `to`, or any caught-up standby) and waits up to `wait`
 /// until another node holds the lease; returns it.
 pub async fn switchover(cfg: &Config, to: Option<&str>, wait: Duration) -> Result<String> {
-    let Some(c) = &cfg.cluster else {
-        return Err(Error::ConfigValue(
-            "this config has no [cluster] section; `doltctl cluster` needs one".into(),
-        ));
-    };
+    let c = cluster_of(cfg)?;
     let fail = |m: String| Error::Cluster {
         cluster: c.name.clone(),
         message: m,
