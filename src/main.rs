@@ -191,14 +191,8 @@ enum Op {
         /// Put this database in DATABASE_URL and MYSQL_DATABASE.
         #[arg(short, long, value_name = "DB")]
         database: Option<String>,
-        /// The command and its arguments (after `--`).
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "COMMAND"
-        )]
-        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        command: CommandArgs,
     },
     /// Stop the server, run a command with the data dir to itself (e.g. `dolt gc`,
     /// `dolt table import`), then start the server again; clients wait meanwhile. Its exit
@@ -208,14 +202,8 @@ enum Op {
         /// data dir.
         #[arg(short, long, value_name = "DB")]
         database: Option<String>,
-        /// The command and its arguments (after `--`).
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "COMMAND"
-        )]
-        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        command: CommandArgs,
     },
     /// Run SQL statements (from -q or stdin) through the retrying client. On a terminal
     /// without -q: an interactive mariadb/mysql client on this server.
@@ -349,6 +337,19 @@ enum ServiceAction {
     },
 }
 
+/// The command `exec` and `exclusive` run.
+#[derive(clap::Args)]
+struct CommandArgs {
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<std::ffi::OsString>,
+}
+
 /// `--user` or `--system`.
 #[derive(clap::Args)]
 struct ServiceScopeArgs {
@@ -444,8 +445,8 @@ fn dispatch(cli: Cli) -> doltctl::Result<ExitCode> {
             format,
             database,
         } => cli::env(cfg, ensure, format.into(), database),
-        Op::Exec { database, command } => cli::exec(cfg, database, &command),
-        Op::Exclusive { database, command } => cli::exclusive(cfg, database, &command),
+        Op::Exec { database, command } => cli::exec(cfg, database, &command.command),
+        Op::Exclusive { database, command } => cli::exclusive(cfg, database, &command.command),
         Op::Sql {
             database,
             query,

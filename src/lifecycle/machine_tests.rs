@@ -26,6 +26,18 @@ fn launch(t: Instant) -> Launch {
     }
 }
 
+/// Steps `m` through a launch and its readiness at `t`.
+fn launch_and_ready(m: &mut Machine, t: Instant) {
+    m.step(Event::Launched(launch(t)), t).unwrap();
+    m.step(
+        Event::Ready {
+            at: std::time::UNIX_EPOCH,
+        },
+        t,
+    )
+    .unwrap();
+}
+
 fn at(p: ServerPhase) -> Machine {
     Machine {
         phase: p,
@@ -293,14 +305,7 @@ fn a_server_that_stayed_up_resets_the_backoff() {
     m.step(Event::Launched(launch(t)), t).unwrap();
     m.step(Event::Exited("x".into()), t).unwrap();
     m.step(Event::BackoffElapsed, t).unwrap();
-    m.step(Event::Launched(launch(t)), t).unwrap();
-    m.step(
-        Event::Ready {
-            at: std::time::UNIX_EPOCH,
-        },
-        t,
-    )
-    .unwrap();
+    launch_and_ready(&mut m, t);
     let later = t + Duration::from_secs(11);
     // It stayed up: this crash starts a new streak, relaunched at once...
     let actions = m.step(Event::Exited("x".into()), later).unwrap();
@@ -368,14 +373,7 @@ fn the_first_crash_of_a_ready_server_relaunches_at_once_then_backoff_grows() {
 fn the_at_once_relaunch_logs_why_and_stays_in_backoff_for_zero() {
     let t = Instant::now();
     let mut m = Machine::new(policy());
-    m.step(Event::Launched(launch(t)), t).unwrap();
-    m.step(
-        Event::Ready {
-            at: std::time::UNIX_EPOCH,
-        },
-        t,
-    )
-    .unwrap();
+    launch_and_ready(&mut m, t);
     let actions = m.step(Event::Exited("signal 9".into()), t).unwrap();
     assert_eq!(
         m.phase,
@@ -407,14 +405,7 @@ fn a_server_that_never_became_ready_never_relaunches_at_once() {
 fn a_wedged_ready_server_is_replaced_at_once_the_first_time() {
     let t = Instant::now();
     let mut m = Machine::new(policy());
-    m.step(Event::Launched(launch(t)), t).unwrap();
-    m.step(
-        Event::Ready {
-            at: std::time::UNIX_EPOCH,
-        },
-        t,
-    )
-    .unwrap();
+    launch_and_ready(&mut m, t);
     m.step(Event::Wedged("no answer".into()), t).unwrap();
     let actions = m.step(Event::ServerStopped, t).unwrap();
     assert!(
@@ -450,14 +441,7 @@ fn restart_ends_the_streak_so_the_next_ready_crash_relaunches_at_once() {
     m.step(Event::Launched(launch(t)), t).unwrap();
     m.step(Event::Restart, t).unwrap();
     m.step(Event::ServerStopped, t).unwrap();
-    m.step(Event::Launched(launch(t)), t).unwrap();
-    m.step(
-        Event::Ready {
-            at: std::time::UNIX_EPOCH,
-        },
-        t,
-    )
-    .unwrap();
+    launch_and_ready(&mut m, t);
     let actions = m.step(Event::Exited("x".into()), t).unwrap();
     assert!(
         actions.contains(&Action::Wait(Duration::ZERO)),
@@ -487,14 +471,7 @@ fn restart_forgets_failures_and_relaunches_after_the_server_stopped() {
 fn a_stop_during_a_wedge_kill_exits_instead_of_restarting() {
     let t = Instant::now();
     let mut m = Machine::new(policy());
-    m.step(Event::Launched(launch(t)), t).unwrap();
-    m.step(
-        Event::Ready {
-            at: std::time::UNIX_EPOCH,
-        },
-        t,
-    )
-    .unwrap();
+    launch_and_ready(&mut m, t);
     assert_eq!(
         m.step(Event::Wedged("w".into()), t).unwrap(),
         vec![Action::Kill]

@@ -277,7 +277,7 @@ impl Controller {
             }
         }
         let standby_dolt = if self.holding.is_none() && role_due {
-            self.own_role().await
+            own_role(&self.own).await
         } else {
             None
         };
@@ -555,11 +555,6 @@ impl Controller {
         tokio::time::timeout(Duration::from_secs(20), fut)
             .await
             .unwrap_or_else(|_| Err("no answer within 20s".into()))
-    }
-
-    /// The own dolt's `@@dolt_cluster_role` and epoch, if it answers.
-    async fn own_role(&self) -> Option<(Role, u64)> {
-        own_role(&self.own).await
     }
 }
 
