@@ -88,8 +88,11 @@ impl Client {
             let node = match found {
                 Primary::Leader(n, _) => return Ok(self.info_for(&n.host, n.port, false)),
                 Primary::NoLeader => {
-                    why =
-                        "etcd shows no leader (a failover or switchover is under way)".to_string();
+                    why = "etcd shows no leader: a failover or switchover is under way, or no \
+                           node known to be caught up is there to take over (`doltctl cluster \
+                           status` says which; `doltctl cluster failover --to NODE` promotes one \
+                           anyway)"
+                        .to_string();
                     None
                 }
                 Primary::EtcdDown {
@@ -97,7 +100,7 @@ impl Client {
                     primary,
                     reachable,
                 } => {
-                    why = w;
+                    why = format!("{w}; with etcd down the cluster is read-only until it returns");
                     match (primary, reachable) {
                         (Some(p), _) => Some((p, false)),
                         (None, Some(r)) if self.access != Access::Write => Some((r, true)),
@@ -111,10 +114,7 @@ impl Client {
             if Instant::now() >= deadline {
                 return Err(Error::Cluster {
                     cluster: c.name.clone(),
-                    message: format!(
-                        "no primary within {window:?}: {why}; with etcd down the cluster is \
-                         read-only until it returns"
-                    ),
+                    message: format!("no primary within {window:?}: {why}"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
