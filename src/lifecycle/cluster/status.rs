@@ -27,8 +27,7 @@ pub struct NodeStatus {
     /// `@@dolt_cluster_role_epoch`.
     pub epoch: Option<u64>,
     /// Whether the leader found this node's current dolt caught up, so it may be promoted
-    /// if the primary is lost (`null` for the leader, a node that does not answer, or when
-    /// etcd did not answer).
+    /// if the primary is lost (`null` for the leader, or when etcd did not answer).
     pub caught_up: Option<bool>,
     /// Per database, as the primary reports this standby: lag in ms (`null`: unknown) and the
     /// replication error, if any.
@@ -147,11 +146,9 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
     for n in nodes(cfg) {
         let (role, mut l) = ask_node(cfg, &n).await;
         lags.append(&mut l);
-        // Only for a node that answers: one that does not may be gone, and starting it again
-        // is a new launch the leader has not compared yet.
         let caught_up = observed
             .as_ref()
-            .filter(|_| role.is_some() && st.leader.as_deref() != Some(n.name.as_str()))
+            .filter(|_| st.leader.as_deref() != Some(n.name.as_str()))
             .map(|o| o.caught_up(&n.name));
         st.nodes.push(NodeStatus {
             address: format!("{}:{}", n.host, n.port),
