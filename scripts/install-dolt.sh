@@ -51,9 +51,12 @@ fi
 
 log "building dolt $DOLT_VERSION (module version $DOLT_MODULE_VERSION) with $(go version); this takes minutes"
 mkdir -p "$PREFIX/bin"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+use_scratch_go_caches "$scratch"
 # gms_pure_go: use Go's regex engine instead of ICU, so no system ICU headers are needed.
 # GOTOOLCHAIN=local: never download a toolchain; the check above already ensures ours suffices.
-GOBIN="$PREFIX/bin" CGO_ENABLED=1 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -tags=gms_pure_go" \
+GOBIN="$PREFIX/bin" CGO_ENABLED=1 GOTOOLCHAIN=local GOFLAGS="$GOFLAGS -tags=gms_pure_go" \
   go install "github.com/dolthub/dolt/go/cmd/dolt@$DOLT_MODULE_VERSION" >&2
 
 got=$(dolt_version_of "$TARGET")

@@ -4,8 +4,9 @@
 #
 # Idempotent: if a toxiproxy-server that reports the pinned version is already reachable through
 # TOXIPROXY_BIN, the install prefix or PATH, nothing is built. Otherwise the pinned release is
-# built with `go install` from the Go module proxy (pure Go, no cgo; under a minute with a warm
-# module cache). The absolute path of toxiproxy-server is the last line of stdout.
+# built with `go install` from the Go module proxy (pure Go, no cgo; about a minute, in
+# Go caches of its own that are removed afterwards). The absolute path of toxiproxy-server is
+# the last line of stdout.
 #
 # Environment:
 #   DOLTCTL_TOOLS_PREFIX  install prefix (default: $DOLTCTL_DOLT_PREFIX, else $HOME/.local);
@@ -50,6 +51,7 @@ mkdir -p "$PREFIX/bin"
 # built into a scratch GOBIN and renamed to the names toxiproxy's releases use.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+use_scratch_go_caches "$scratch/go"
 GOBIN="$scratch" CGO_ENABLED=0 GOTOOLCHAIN=local \
   go install -ldflags "-s -w -X $MODULE.Version=$TOXIPROXY_VERSION" \
   "$MODULE/cmd/server@v$TOXIPROXY_VERSION" "$MODULE/cmd/cli@v$TOXIPROXY_VERSION" >&2

@@ -31,3 +31,12 @@ require_go() {
     exit 1
   fi
 }
+
+# use_scratch_go_caches DIR: points Go's module and build caches into DIR, which the caller
+# removes after the build. These tools are built once per pin and installed as single binaries;
+# dolt's caches alone are a few GB that would otherwise stay behind on a machine whose disk the
+# Rust test build needs next (CI once failed on "No space left on device").
+# -modcacherw: the module cache is read-only by default, which would make DIR hard to remove.
+use_scratch_go_caches() {
+  export GOMODCACHE="$1/mod" GOCACHE="$1/build" GOFLAGS="${GOFLAGS:-} -modcacherw"
+}
