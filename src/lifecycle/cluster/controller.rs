@@ -402,11 +402,11 @@ impl Controller {
                 Err(e) => self.note(&format!("cluster: marking {peer} caught up failed: {e}")),
             }
         }
-        for peer in v.behind {
+        for (peer, why) in v.behind {
             if observed.synced.contains_key(&peer) {
                 match self.etcd.unmark_synced(&peer).await {
                     Ok(()) => self.log.event(&format!(
-                        "cluster: standby {peer} is behind or not answering: not electable until it has caught up"
+                        "cluster: standby {peer} {why}: not electable until it has caught up"
                     )),
                     Err(e) => self.note(&format!("cluster: unmarking {peer} failed: {e}")),
                 }

@@ -21,8 +21,9 @@
 //!
 //! | situation                                                          | electable |
 //! |--------------------------------------------------------------------|-----------|
-//! | a switchover or `cluster failover` names this node, or any node     | yes       |
-//! | a switchover or `cluster failover` names another node               | no        |
+//! | a switchover or `cluster failover` names this node                  | yes       |
+//! | a switchover without `--to`, and this node is not the one leaving   | yes       |
+//! | a switchover or `cluster failover` names another node, or any other | no        |
 //! | no election ever happened (epoch 0)                                 | yes       |
 //! | the last leader found this very launch caught up (`synced`)         | yes       |
 //! | this node won the last campaign and has every database it recorded | yes       |
@@ -162,9 +163,13 @@ pub(crate) fn electable(
     data_intact: bool,
 ) -> std::result::Result<&'static str, &'static str> {
     match o.handover.as_deref() {
-        Some(to) if to.is_empty() || to == node => {
-            return Ok("a switchover or failover names this node")
+        Some(to) if to == node => return Ok("a switchover or failover names this node"),
+        // The node handing over is the last leader; were it to win again, the switchover
+        // would have changed nothing (a 2-core CI run saw it do just that).
+        Some("") if o.last_leader.as_deref() == Some(node) => {
+            return Err("this node is handing over to any other node")
         }
+        Some("") => return Ok("a switchover names any node but the one handing over"),
         Some(_) => return Err("a switchover or failover names another node"),
         None => {}
     }
@@ -343,6 +348,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decide(&situation(None, Some(&to_any))), Decision::Campaign);
+        // ... but never the node that is handing over (the last leader).
+        let from_me = Observed {
+            handover: Some(String::new()),
+            last_leader: Some("a".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&situation(None, Some(&from_me))),
+            Decision::Wait(_)
+        ));
+        let from_other = Observed {
+            last_leader: Some("b".into()),
+            ..from_me
+        };
+        assert_eq!(
+            decide(&situation(None, Some(&from_other))),
+            Decision::Campaign
+        );
         // A primary dolt without the lease is fenced, etcd or not.
         let mut s = situation(None, None);
         s.dolt_says_primary = true;

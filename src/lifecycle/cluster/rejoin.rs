@@ -8,8 +8,11 @@
 //! checks in a row (one difference is normal replication lag), gets a push.
 //!
 //! The same comparison says which standbys are caught up (every database equal): the
-//! controller marks those electable in etcd and unmarks the ones behind or not answering
-//! (see `decide.rs`).
+//! controller marks those electable in etcd and unmarks the ones behind, or not answering on
+//! two checks in a row (one slow answer is a loaded host: unmarking on it made a caught-up
+//! standby unelectable for a few seconds under a 2-core CI run). A standby that died keeps its
+//! mark that much longer, harmlessly: a dead node does not campaign, and its next dolt is a
+//! new launch, which the mark does not name (see `decide.rs`).
 //!
 //! The trigger: creating and deleting a branch (`dolt_branch`) in that database. Measured on
 //! dolt 2.2.0: the wiped standby had every row 171 ms after the call; it changes no table and
@@ -18,7 +21,7 @@
 //! same role and epoch was tried first: it created the database on the standby but sent no
 //! table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +43,9 @@ const EVERY: u32 = 3;
 pub(crate) struct Verdict {
     /// Peers with every database equal to the primary's.
     pub caught_up: Vec<String>,
-    /// Peers missing a database, different on two checks in a row, or not answering.
-    pub behind: Vec<String>,
+    /// Peers missing a database, different on two checks in a row, or not answering on two
+    /// checks in a row; with why.
+    pub behind: Vec<(String, String)>,
     /// The primary's databases.
     pub databases: Vec<String>,
 }
@@ -49,8 +53,10 @@ pub(crate) struct Verdict {
 /// What the primary knows of its peers' databases.
 pub(crate) struct Rejoin {
     peers: Vec<(String, Opts)>,
-    /// (peer, database) found behind at the last comparison.
-    behind: HashMap<(String, String), ()>,
+    /// (peer, database) found different at the last comparison.
+    behind: HashSet<(String, String)>,
+    /// Peers that did not answer at the last comparison.
+    unanswered: HashSet<String>,
     ticks: u32,
 }
 
@@ -71,7 +77,8 @@ impl Rejoin {
             .collect();
         Rejoin {
             peers,
-            behind: HashMap::new(),
+            behind: HashSet::new(),
+            unanswered: HashSet::new(),
             ticks: 0,
         }
     }
@@ -91,35 +98,47 @@ impl Rejoin {
         };
         verdict.databases.sort();
         let mut push: Vec<(String, String)> = Vec::new();
-        let mut now_behind = HashMap::new();
+        let mut now_behind = HashSet::new();
+        let mut now_unanswered = HashSet::new();
         for (peer, opts) in &self.peers {
             // Unreachable: nothing to compare; it is compared again when it answers.
             let Some(theirs) = hashes(opts).await else {
-                verdict.behind.push(peer.clone());
+                if self.unanswered.contains(peer) {
+                    let why = format!(
+                        "did not answer on two checks in a row (within {HASHES_WITHIN:?} each)"
+                    );
+                    verdict.behind.push((peer.clone(), why));
+                }
+                now_unanswered.insert(peer.clone());
                 continue;
             };
-            let (mut equal, mut behind) = (true, false);
+            let (mut equal, mut behind) = (true, None);
             for (db, hash) in &mine {
                 let key = (peer.clone(), db.clone());
                 match theirs.get(db) {
                     Some(h) if h == hash => {}
                     missing_or_different => {
                         equal = false;
-                        if missing_or_different.is_none() || self.behind.contains_key(&key) {
-                            behind = true;
+                        if missing_or_different.is_none() {
+                            behind = Some(format!("has no database {db}"));
+                            push.push(key.clone());
+                        } else if self.behind.contains(&key) {
+                            behind =
+                                Some(format!("differs on database {db} on two checks in a row"));
                             push.push(key.clone());
                         }
-                        now_behind.insert(key, ());
+                        now_behind.insert(key);
                     }
                 }
             }
             if equal {
                 verdict.caught_up.push(peer.clone());
-            } else if behind {
-                verdict.behind.push(peer.clone());
+            } else if let Some(why) = behind {
+                verdict.behind.push((peer.clone(), why));
             }
         }
         self.behind = now_behind;
+        self.unanswered = now_unanswered;
         let mut pushed: Vec<String> = Vec::new();
         for (peer, db) in push {
             if !pushed.contains(&db) {
@@ -139,7 +158,10 @@ impl Rejoin {
     }
 }
 
-/// Each user database's `dolt_hashof_db()`, if the server answers within 2 s.
+/// How long a peer has to answer a comparison.
+const HASHES_WITHIN: Duration = Duration::from_secs(2);
+
+/// Each user database's `dolt_hashof_db()`, if the server answers within `HASHES_WITHIN`.
 async fn hashes(opts: &Opts) -> Option<HashMap<String, String>> {
     let fut = async {
         let mut conn = Conn::new(opts.clone()).await.ok()?;
@@ -163,7 +185,7 @@ async fn hashes(opts: &Opts) -> Option<HashMap<String, String>> {
         let _ = conn.disconnect().await;
         Some(out)
     };
-    tokio::time::timeout(Duration::from_secs(2), fut)
+    tokio::time::timeout(HASHES_WITHIN, fut)
         .await
         .ok()
         .flatten()
