@@ -71,6 +71,10 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
             }
         }
     }
+    if let Some(why) = &st.etcd_error {
+        // Why, on stderr: a diagnostic, not part of the status a script parses.
+        errln!("doltctl: etcd at {}: {why}", st.etcd_endpoints);
+    }
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {
@@ -81,13 +85,13 @@ pub fn cluster_status(cfg: &Config, json: bool) -> Result<ExitCode> {
 /// `doltctl cluster failover --to NODE`: promotes a node while none leads; prints it.
 pub fn cluster_failover(cfg: &Config, to: &str, wait: Duration) -> Result<ExitCode> {
     let node = super::runtime(false)?.block_on(status::failover(cfg, to, wait))?;
-    println!("{node} is the primary");
+    outln!("{node} is the primary");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `doltctl cluster switchover [--to NODE]`: prints the new primary.
 pub fn cluster_switchover(cfg: &Config, to: Option<&str>, wait: Duration) -> Result<ExitCode> {
     let node = super::runtime(false)?.block_on(status::switchover(cfg, to, wait))?;
-    println!("{node} is the primary");
+    outln!("{node} is the primary");
     Ok(ExitCode::SUCCESS)
 }

@@ -69,10 +69,10 @@ pub(crate) async fn run_in(
             let name = prog.to_string_lossy();
             return Ok(ExitCode::from(
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    eprintln!("doltctl: exec: {name}: command not found");
+                    errln!("doltctl: exec: {name}: command not found");
                     EXIT_NOT_FOUND
                 } else {
-                    eprintln!("doltctl: exec: {name}: cannot execute: {e}");
+                    errln!("doltctl: exec: {name}: cannot execute: {e}");
                     EXIT_CANNOT_EXECUTE
                 },
             ));

@@ -13,7 +13,7 @@ use crate::fleet::{gc as gcs, ps as pss};
 pub fn ps(json: bool) -> Result<ExitCode> {
     let report = pss::ps();
     for p in &report.problems {
-        eprintln!("doltctl: warning: {p}");
+        errln!("doltctl: warning: {p}");
     }
     for d in &report.pruned {
         tracing::info!("forgot {}: nothing of it runs any more", d.display());
@@ -42,7 +42,7 @@ pub struct GcArgs {
 pub fn gc(args: GcArgs) -> Result<ExitCode> {
     let report = super::runtime(false)?.block_on(gcs::gc(args.idle, args.dry_run));
     for p in &report.problems {
-        eprintln!("doltctl: warning: {p}");
+        errln!("doltctl: warning: {p}");
     }
     let mut out = std::io::stdout().lock();
     if args.json {

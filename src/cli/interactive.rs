@@ -29,7 +29,7 @@ fn find_client() -> Result<PathBuf> {
 /// client (it cancels a query there): doltctl does not pass it on a second time.
 pub(super) fn sql(cfg: Config, args: &SqlArgs) -> Result<ExitCode> {
     if args.json || args.read_only {
-        eprintln!(
+        errln!(
             "doltctl: sql: --json and --read-only apply to statements from -q or stdin, \
              not to an interactive session; pass -q 'SQL' or pipe the statements in"
         );

@@ -6,6 +6,8 @@
 //! (`status`); `exec` passes its command's code through (126: cannot execute, 127: not
 //! found). The full list is [`HELP_FOOTER`].
 
+#[macro_use]
+pub(crate) mod output;
 mod cluster;
 mod docs;
 mod exec;
@@ -81,29 +83,11 @@ pub fn runtime(supervisor: bool) -> Result<tokio::runtime::Runtime> {
     b.enable_all().build().at("the async runtime")
 }
 
-/// Prepares the process for a command: SIGPIPE's default action for client commands (see
-/// [`exit_quietly_on_closed_output`]), then diagnostics on stderr ([`init_logging`]).
-/// `supervisor`: the command is `run`.
+/// Prepares the process for a command: diagnostics on stderr ([`init_logging`]).
+/// `supervisor`: the command is `run`. SIGPIPE stays ignored for every command (see
+/// [`output`]).
 pub fn setup(supervisor: bool) {
-    if !supervisor {
-        exit_quietly_on_closed_output();
-    }
     init_logging(supervisor);
-}
-
-/// Gives SIGPIPE back its default action, so that a command whose output is closed early
-/// (`doltctl logs | head -1`) ends quietly at its next write, as `cat` does, instead of
-/// failing on it (Rust ignores SIGPIPE, and `println!` then panics). Only for commands that
-/// end when their reader does: never for the supervisor (`run`), which must outlive a closed
-/// terminal or log reader. Network writes are unaffected (sockets are written with
-/// `MSG_NOSIGNAL`), and programs doltctl starts get the default action anyway.
-pub fn exit_quietly_on_closed_output() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: installs the default disposition, no handler code; called at the start of main
-    // before any thread exists.
-    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
-        tracing::debug!("cannot restore SIGPIPE: {e}");
-    }
 }
 
 /// The default log filter for a command's diagnostics (overridden by `DOLTCTL_LOG`).
@@ -175,7 +159,7 @@ pub fn start(mut cfg: Config, args: StartArgs) -> Result<ExitCode> {
     }
     let state = rt.block_on(control::start_with(&cfg, &StartOptions::default()))?;
     if !args.quiet {
-        println!("{}", url_of(&cfg, &state));
+        outln!("{}", url_of(&cfg, &state));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -241,11 +225,11 @@ pub fn stop(mut cfg: Config, quiet: bool, timeout: Option<Duration>) -> Result<E
     };
     if !quiet {
         match stopped {
-            Stopped::NotRunning => println!("not running"),
-            Stopped::Stopped => println!("stopped"),
+            Stopped::NotRunning => outln!("not running"),
+            Stopped::Stopped => outln!("stopped"),
             Stopped::Orphans(pids) => {
                 for pid in pids {
-                    println!("stopped orphaned server pid {pid} (it ran without a supervisor)");
+                    outln!("stopped orphaned server pid {pid} (it ran without a supervisor)");
                 }
             }
         }
@@ -283,7 +267,7 @@ async fn stop_within(cfg: &Config, grace: Duration) -> Result<Stopped> {
 pub fn restart(cfg: &Config, quiet: bool) -> Result<ExitCode> {
     let state = runtime(false)?.block_on(control::restart(cfg))?;
     if !quiet {
-        println!("{}", url_of(cfg, &state));
+        outln!("{}", url_of(cfg, &state));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -302,7 +286,7 @@ pub fn url(cfg: Config, ensure: bool, database: Option<String>) -> Result<ExitCo
     let client = cli_client(cfg, database);
     match connection(&client, ensure)? {
         Some(info) => {
-            println!("{}", info.url());
+            outln!("{}", info.url());
             Ok(ExitCode::SUCCESS)
         }
         None => Ok(not_running(&client)),
@@ -378,7 +362,7 @@ pub fn exclusive(cfg: Config, database: Option<String>, command: &[OsString]) ->
     let rt = runtime(false)?;
     let ex = rt.block_on(control::exclusive::begin(&cfg, command))?;
     if ex.was_running() {
-        eprintln!(
+        errln!(
             "doltctl: server for {} stopped; running {} with the data dir to itself",
             ex.data_dir().display(),
             describe(command)
@@ -399,10 +383,10 @@ pub fn exclusive(cfg: Config, database: Option<String>, command: &[OsString]) ->
     ))?;
     let was_running = ex.was_running();
     match rt.block_on(ex.end()) {
-        Ok(Some(_)) => eprintln!("doltctl: server started again"),
+        Ok(Some(_)) => errln!("doltctl: server started again"),
         Ok(None) => {}
         Err(e) if was_running => {
-            eprintln!("doltctl: exclusive: the server could not be started again: {e}");
+            errln!("doltctl: exclusive: the server could not be started again: {e}");
             return Ok(if code == ExitCode::SUCCESS {
                 ExitCode::FAILURE
             } else {
@@ -502,7 +486,7 @@ pub fn sql(cfg: Config, args: SqlArgs) -> Result<ExitCode> {
     }
     if !done.unreplicated.is_empty() {
         for w in &done.unreplicated {
-            eprintln!(
+            errln!(
                 "doltctl: warning 3024: not replicated to every standby (committed on the \
                  primary only; a failover now would lose it): {w}"
             );
@@ -542,7 +526,7 @@ pub fn import(cfg: &Config, args: ImportArgs) -> Result<ExitCode> {
         ..ImportSpec::new(args.file, args.db)
     };
     let summary = runtime(false)?.block_on(crate::import::run(cfg, &spec))?;
-    println!("{summary}");
+    outln!("{summary}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -624,7 +608,7 @@ pub fn init(
         writeln!(out, "{a}").at("stdout")?;
     }
     for w in &report.warnings {
-        eprintln!("doltctl: warning: {w}");
+        errln!("doltctl: warning: {w}");
     }
     if report.actions.is_empty() && !wrote {
         writeln!(out, "{}", report.in_place_line()).at("stdout")?;
@@ -677,7 +661,7 @@ fn connection(client: &Client, ensure: bool) -> Result<Option<ConnectionInfo>> {
 }
 
 fn not_running(client: &Client) -> ExitCode {
-    eprintln!(
+    errln!(
         "doltctl: no server is running for {}; start one with `doltctl start` (or use --ensure)",
         Instance::new(&client.config().data_dir)
             .data_dir()

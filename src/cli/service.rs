@@ -44,7 +44,7 @@ fn shell_word(name: &str) -> String {
 pub fn service_install(cfg: &Config, args: &ServiceArgs) -> Result<ExitCode> {
     let unit = service::plan(cfg, &args.options())?;
     for w in &unit.warnings {
-        eprintln!("doltctl: warning: {w}");
+        errln!("doltctl: warning: {w}");
     }
     let mut out = std::io::stdout().lock();
     if args.print {

@@ -36,7 +36,7 @@ pub fn status(cfg: &Config, json: bool, live: Option<Duration>) -> Result<ExitCo
             else {
                 return Err(e);
             };
-            eprintln!("doltctl: warning: {e}");
+            errln!("doltctl: warning: {e}");
             Status {
                 instance,
                 state: None,
@@ -56,11 +56,11 @@ pub fn status(cfg: &Config, json: bool, live: Option<Duration>) -> Result<ExitCo
         if let (Some(l), Some(obj)) = (&live, v.as_object_mut()) {
             obj.insert("live".into(), l.json());
         }
-        println!("{v:#}");
+        outln!("{v:#}");
     } else {
-        print!("{}", status_text(&st, cfg.restart.max_backoff));
+        out!("{}", status_text(&st, cfg.restart.max_backoff));
         if let Some(l) = &live {
-            println!("  live:       {}", l.text());
+            outln!("  live:       {}", l.text());
         }
     }
     let code = match &live {

@@ -164,6 +164,9 @@ fn use_color() -> bool {
 /// failing stderr (a full disk under `supervisor.log`, a closed pipe) loses the message
 /// rather than panicking: the exit code still says it failed.
 pub fn print_error(e: crate::Error) {
+    if super::output::is_closed_stdout(&e) {
+        super::output::end_on_closed_output();
+    }
     let _ = writeln!(std::io::stderr().lock(), "doltctl: {e}");
 }
 

@@ -31,7 +31,7 @@ pub fn version(src: &ConfigSource, json: bool) -> Result<ExitCode> {
     let cfg = match Config::discover(src) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("doltctl: warning: {e}; looking for dolt with the built-in defaults");
+            errln!("doltctl: warning: {e}; looking for dolt with the built-in defaults");
             let mut c = Config::default();
             c.apply_env();
             c
@@ -50,25 +50,25 @@ pub fn version(src: &ConfigSource, json: bool) -> Result<ExitCode> {
             "pinned_dolt": dolt::PINNED_VERSION,
             "dolt_matches_pinned": dolt.version.as_deref() == Some(dolt::PINNED_VERSION),
         });
-        println!("{v:#}");
+        outln!("{v:#}");
     } else {
-        println!("doltctl {VERSION}");
+        outln!("doltctl {VERSION}");
         match (&dolt.path, &dolt.version) {
             (Some(p), Some(v)) if v == dolt::PINNED_VERSION => {
-                println!("dolt    {v} ({})", p.display())
+                outln!("dolt    {v} ({})", p.display())
             }
-            (Some(p), Some(v)) => println!(
+            (Some(p), Some(v)) => outln!(
                 "dolt    {v} ({}); doltctl is tested with {}",
                 p.display(),
                 dolt::PINNED_VERSION
             ),
-            (Some(p), None) => println!("dolt    unusable ({})", p.display()),
-            (None, _) => println!("dolt    not found"),
+            (Some(p), None) => outln!("dolt    unusable ({})", p.display()),
+            (None, _) => outln!("dolt    not found"),
         }
-        println!("pinned  dolt {}", dolt::PINNED_VERSION);
+        outln!("pinned  dolt {}", dolt::PINNED_VERSION);
     }
     if let Some(e) = &dolt.error {
-        eprintln!("doltctl: {e}");
+        errln!("doltctl: {e}");
     }
     Ok(if ok {
         ExitCode::SUCCESS

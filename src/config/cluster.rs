@@ -2,6 +2,7 @@
 //! primary chosen through etcd). Absent: a single server, exactly as without this section.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,8 +18,19 @@ pub struct ClusterConfig {
     pub name: String,
     /// This node's name (unique in the cluster).
     pub node: String,
-    /// etcd endpoints, e.g. `["http://127.0.0.1:2379"]`.
+    /// etcd endpoints, e.g. `["http://127.0.0.1:2379"]`; all `https://` for TLS.
     pub etcd: Vec<String>,
+    /// With `https://` endpoints (and only then): the PEM file of the CA that signed etcd's
+    /// server certificates (etcd's `--trusted-ca-file`, usually). Relative to the config file.
+    #[serde(default)]
+    pub etcd_ca: Option<PathBuf>,
+    /// The client certificate (PEM) to show an etcd that checks clients
+    /// (`--client-cert-auth`); with `etcd_key`.
+    #[serde(default)]
+    pub etcd_cert: Option<PathBuf>,
+    /// The private key (PEM) of `etcd_cert`.
+    #[serde(default)]
+    pub etcd_key: Option<PathBuf>,
     /// This node's replication (Dolt remotesapi) port.
     pub remotesapi_port: u16,
     /// The leader lease's time to live: a lost primary is replaced about this long after its
@@ -104,6 +116,7 @@ pub(super) fn validate(cfg: &Config) -> std::result::Result<(), String> {
     for url in &c.etcd {
         check_etcd_url(url)?;
     }
+    check_etcd_tls(c)?;
     if c.lease_ttl < Duration::from_secs(2) {
         return Err(format!(
             "[cluster] lease_ttl is {:?}; use at least \"2s\" (the primary renews it every \
@@ -212,11 +225,41 @@ fn check_etcd_url(url: &str) -> std::result::Result<(), String> {
     if host.is_empty() || hostport.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
     }
-    if url.starts_with("https://") {
-        return Err(format!(
-            "[cluster] etcd has {url:?}: TLS to etcd is not supported yet; use http:// on a \
-             trusted network"
-        ));
+    Ok(())
+}
+
+/// TLS is all or nothing: every endpoint `https://` with `etcd_ca`, or none and no TLS key.
+fn check_etcd_tls(c: &ClusterConfig) -> std::result::Result<(), String> {
+    let https = c.etcd.iter().filter(|u| u.starts_with("https://")).count();
+    if https != 0 && https != c.etcd.len() {
+        return Err(
+            "[cluster] etcd mixes http:// and https:// endpoints; one cluster speaks one: \
+             write them all https:// (TLS) or all http://"
+                .into(),
+        );
+    }
+    if c.etcd_cert.is_some() != c.etcd_key.is_some() {
+        return Err(
+            "[cluster] etcd_cert and etcd_key go together (the client certificate and its \
+             private key): set both, or neither"
+                .into(),
+        );
+    }
+    if https == 0 {
+        if c.etcd_ca.is_some() || c.etcd_cert.is_some() {
+            return Err(
+                "[cluster] etcd_ca / etcd_cert / etcd_key are set but the etcd endpoints are \
+                 http://, which would send them nothing: write the endpoints https://, or \
+                 remove the TLS keys"
+                    .into(),
+            );
+        }
+    } else if c.etcd_ca.is_none() {
+        return Err(
+            "[cluster] etcd uses https:// but etcd_ca is not set: set it to the PEM file of \
+             the CA that signed etcd's server certificate (etcd's --trusted-ca-file, usually)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -264,6 +307,22 @@ remotesapi_port = 50053
         assert_eq!(k.peers.len(), 2);
         assert_eq!(k.prefix(), "/doltctl/team/");
         assert!(parse("").unwrap().cluster.is_none());
+        let tls = GOOD.replace(
+            "etcd = [\"http://127.0.0.1:2379\"]",
+            "etcd = [\"https://etcd1:2379\", \"https://etcd2:2379\"]\netcd_ca = \"ca.pem\"\n\
+             etcd_cert = \"a.pem\"\netcd_key = \"a-key.pem\"",
+        );
+        let k = parse(&tls).unwrap().cluster.unwrap();
+        assert_eq!(k.etcd_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(k.etcd_key.as_deref(), Some(Path::new("a-key.pem")));
+        // Loaded from a file, they are relative to its directory, like data_dir.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("doltctl.toml");
+        std::fs::write(&file, &tls).unwrap();
+        let k = Config::load(&file).unwrap().cluster.unwrap();
+        assert_eq!(k.etcd_ca, Some(dir.path().join("ca.pem")));
+        assert_eq!(k.etcd_cert, Some(dir.path().join("a.pem")));
+        assert_eq!(k.etcd_key, Some(dir.path().join("a-key.pem")));
     }
 
     #[test]
@@ -299,6 +358,26 @@ remotesapi_port = 50053
                 "lease_ttl = \"3s\"",
                 "lease_ttl = \"1s\"",
                 "at least \"2s\"",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = [\"https://127.0.0.1:2379\"]",
+                "etcd_ca is not set",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = [\"https://127.0.0.1:2379\", \"http://127.0.0.1:2380\"]",
+                "mixes http:// and https://",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = [\"http://127.0.0.1:2379\"]\netcd_ca = \"ca.pem\"",
+                "would send them nothing",
+            ),
+            (
+                "etcd = [\"http://127.0.0.1:2379\"]",
+                "etcd = [\"https://127.0.0.1:2379\"]\netcd_ca = \"ca.pem\"\netcd_cert = \"c.pem\"",
+                "set both, or neither",
             ),
             (
                 "ack_writes_timeout = \"5s\"",

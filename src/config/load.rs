@@ -64,6 +64,14 @@ impl Config {
         let mut cfg = Config::parse_str(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("/"));
         cfg.data_dir = absolute(base, &cfg.data_dir);
+        if let Some(c) = cfg.cluster.as_mut() {
+            for p in [&mut c.etcd_ca, &mut c.etcd_cert, &mut c.etcd_key]
+                .into_iter()
+                .flatten()
+            {
+                *p = absolute(base, p);
+            }
+        }
         // A dolt_bin path (not a bare name looked up on PATH) is relative to this file too.
         if cfg.server.dolt_bin.contains('/') {
             cfg.server.dolt_bin = absolute(base, Path::new(&cfg.server.dolt_bin))

@@ -136,30 +136,67 @@ pub struct Etcd {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Where `/health` is served: the client port, or with TLS a plain-HTTP metrics port.
+    health_port: u16,
+    tls: Option<EtcdTls>,
     child: Option<Child>,
+}
+
+/// The certificate files of an etcd that speaks TLS to clients and checks theirs.
+struct EtcdTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it reports itself healthy.
     pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    /// Starts an etcd whose client URL is `https://` with `pki`'s server certificate, which
+    /// accepts only clients with a certificate `pki`'s CA signed (`--client-cert-auth`).
+    pub fn start_tls(pki: &super::Pki) -> Etcd {
+        Etcd::start_with(Some(EtcdTls {
+            ca: pki.ca(),
+            cert: pki.server_cert(),
+            key: pki.server_key(),
+            client_cert: pki.client_cert(),
+            client_key: pki.client_key(),
+        }))
+    }
+
+    fn start_with(tls: Option<EtcdTls>) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("doltctl-etcd")
             .tempdir()
             .expect("temp dir for etcd");
+        let client_port = free_port();
         let mut etcd = Etcd {
             dir,
             name: "test".into(),
-            client_port: free_port(),
+            client_port,
             peer_port: free_port(),
+            health_port: if tls.is_some() {
+                free_port()
+            } else {
+                client_port
+            },
+            tls,
             child: None,
         };
         etcd.spawn();
         etcd
     }
 
-    /// "http://127.0.0.1:PORT", the client URL (etcd clients, etcdctl --endpoints).
+    /// "http://127.0.0.1:PORT" (with TLS "https://"), the client URL (etcd clients, etcdctl
+    /// --endpoints).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The client port (to put a [`Toxiproxy`] proxy in front of: "127.0.0.1:PORT").
@@ -203,7 +240,20 @@ impl Etcd {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
         let (out, err) = log_file(&self.log_path());
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth")
+                // `/health` in plain HTTP, for the readiness check below.
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://127.0.0.1:{}", self.health_port));
+        }
+        let child = cmd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -232,7 +282,7 @@ impl Etcd {
     /// Waits until `/health` on the client URL says `"health":"true"` (etcd has a leader and
     /// serves reads), failing fast with the log if etcd exits.
     pub fn wait_healthy(&mut self) {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
+        let addr: SocketAddr = ([127, 0, 0, 1], self.health_port).into();
         let log = self.log_path();
         let child = &mut self.child;
         wait_for(
@@ -246,7 +296,7 @@ impl Etcd {
     /// True if etcd answers its health check at `self.endpoint()` within a second.
     pub fn healthy(&self) -> bool {
         etcd_healthy(
-            ([127, 0, 0, 1], self.client_port).into(),
+            ([127, 0, 0, 1], self.health_port).into(),
             Duration::from_secs(1),
         )
     }
@@ -298,6 +348,14 @@ impl Etcd {
             .arg("--endpoints")
             .arg(self.endpoint())
             .args(["--dial-timeout", "2s", "--command-timeout", "5s"]);
+        if let Some(t) = &self.tls {
+            c.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
         c
     }
 

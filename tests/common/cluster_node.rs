@@ -68,6 +68,11 @@ impl Node {
 
     /// Writes this node's config (`lease_ttl` 3s, quick restarts) with these peers.
     pub fn write_config(&self, etcd: &str, peers: &[PeerAt]) {
+        self.write_config_with(etcd, peers, "");
+    }
+
+    /// As [`Node::write_config`], with `cluster_lines` added to `[cluster]` (TLS keys, say).
+    pub fn write_config_with(&self, etcd: &str, peers: &[PeerAt], cluster_lines: &str) {
         let mut text = format!(
             r#"data_dir = "data"
 [server]
@@ -90,7 +95,7 @@ etcd = ["{etcd}"]
 remotesapi_port = {}
 lease_ttl = "3s"
 ack_writes_timeout = "2s"
-"#,
+{cluster_lines}"#,
             self.port, self.name, self.rport
         );
         for p in peers {

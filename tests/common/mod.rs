@@ -18,6 +18,10 @@ pub use cluster_infra::*;
 mod cluster_node;
 #[allow(unused_imports)] // each test binary uses a part of the harness
 pub use cluster_node::{Node as ClusterNode, PeerAt};
+// Certificates for TLS to etcd.
+mod pki;
+#[allow(unused_imports)] // each test binary uses a part of the harness
+pub use pki::Pki;
 
 use doltctl::ProcessIdentity;
 use doltctl::State;

@@ -31,6 +31,7 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::tls::TlsSettings;
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result};
 
@@ -85,11 +86,36 @@ impl Observed {
     }
 }
 
+/// An etcd client error with its causes: "transport error" alone hides the one that says
+/// what to fix (a TLS certificate the server refused, a refused connection, ...).
+fn with_causes(e: &etcd_client::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// `message`, and what the TLS settings have to do with it when that shows.
+fn with_hint(tls: &TlsSettings, message: String) -> String {
+    match tls.hint(&message) {
+        Some(h) => format!("{message} ({h})"),
+        None => message,
+    }
+}
+
 /// A connection to the cluster's etcd.
 pub struct Etcd {
     client: Client,
     prefix: String,
     endpoints: String,
+    tls: TlsSettings,
     timeout: Duration,
     keeper: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
 }
@@ -99,10 +125,14 @@ impl Etcd {
     /// `timeout`.
     pub async fn connect(c: &ClusterConfig, timeout: Duration) -> Result<Etcd> {
         let endpoints = c.etcd.join(",");
-        let opts = ConnectOptions::new()
+        let tls = TlsSettings::of(c);
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
             .with_keep_alive(Duration::from_secs(1), timeout);
+        if let Some(tls) = super::tls::tls_options(c)? {
+            opts = opts.with_tls(tls);
+        }
         let client = tokio::time::timeout(timeout, Client::connect(&c.etcd, Some(opts)))
             .await
             .map_err(|_| Error::Etcd {
@@ -111,12 +141,13 @@ impl Etcd {
             })?
             .map_err(|e| Error::Etcd {
                 endpoints: endpoints.clone(),
-                message: e.to_string(),
+                message: with_hint(&tls, with_causes(&e)),
             })?;
         Ok(Etcd {
             client,
             prefix: c.prefix(),
             endpoints,
+            tls,
             timeout,
             keeper: None,
         })
@@ -129,7 +160,7 @@ impl Etcd {
     fn err(&self, message: impl std::fmt::Display) -> Error {
         Error::Etcd {
             endpoints: self.endpoints.clone(),
-            message: message.to_string(),
+            message: with_hint(&self.tls, message.to_string()),
         }
     }
 
@@ -140,7 +171,7 @@ impl Etcd {
     ) -> Result<T> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.err(format!("{what}: {e}"))),
+            Ok(Err(e)) => Err(self.err(format!("{what}: {}", with_causes(&e)))),
             Err(_) => Err(self.err(format!("{what}: no answer within {:?}", self.timeout))),
         }
     }

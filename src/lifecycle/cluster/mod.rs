@@ -1,7 +1,8 @@
 //! A replicated cluster's node (`[cluster]`): the election and fencing through etcd
 //! (`controller.rs`, performing the pure decisions of `decide.rs` with the etcd I/O of
 //! `etcd.rs`), bringing rejoined standbys up to date (`rejoin.rs`), and finding the primary
-//! for clients and `doltctl cluster` (`discover.rs`), `cluster status` and `switchover` (`status.rs`).
+//! for clients and `doltctl cluster` (`discover.rs`), `cluster status` and `switchover` (`status.rs`),
+//! TLS to etcd (`tls.rs`).
 
 pub(crate) mod controller;
 pub(crate) mod decide;
@@ -9,6 +10,7 @@ pub mod discover;
 pub mod etcd;
 pub(crate) mod rejoin;
 pub mod status;
+pub(crate) mod tls;
 
 use serde::{Deserialize, Serialize};
 

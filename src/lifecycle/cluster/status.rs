@@ -52,6 +52,10 @@ pub struct ClusterStatus {
     pub cluster: String,
     /// Whether etcd answered.
     pub etcd_reachable: bool,
+    /// Why etcd did not answer (refused, timed out, a TLS certificate refused, ...).
+    pub etcd_error: Option<String>,
+    /// The etcd endpoints asked, comma-separated.
+    pub etcd_endpoints: String,
     /// The lease holder, if any.
     pub leader: Option<String>,
     /// The epoch recorded in etcd.
@@ -119,6 +123,8 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
     let mut st = ClusterStatus {
         cluster: c.name.clone(),
         etcd_reachable: false,
+        etcd_error: None,
+        etcd_endpoints: c.etcd.join(","),
         leader: None,
         epoch: None,
         last_leader: None,
@@ -126,8 +132,16 @@ pub async fn status(cfg: &Config) -> Result<ClusterStatus> {
         nodes: vec![],
     };
     let mut observed = None;
-    if let Ok(mut etcd) = Etcd::connect(c, Duration::from_secs(2)).await {
-        if let Ok(o) = etcd.observe().await {
+    let reached = match Etcd::connect(c, Duration::from_secs(2)).await {
+        // A TLS file that cannot be used is the config's fault, not etcd's.
+        Err(e @ Error::ConfigValue(_)) => return Err(e),
+        Ok(mut etcd) => etcd.observe().await.map(|o| (etcd, o)),
+        Err(e) => Err(e),
+    };
+    match reached {
+        Err(Error::Etcd { message, .. }) => st.etcd_error = Some(message),
+        Err(e) => st.etcd_error = Some(e.to_string()),
+        Ok((mut etcd, o)) => {
             observed = Some(o.clone());
             st.etcd_reachable = true;
             st.epoch = Some(o.epoch);
