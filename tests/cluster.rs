@@ -746,17 +746,7 @@ fn bad_cluster_configs_and_an_unreachable_etcd_are_refused_at_start() {
 
 /// Waits until `node` is primary (or panics after `timeout`); how long it took.
 async fn becomes_primary(node: &Node, timeout: Duration) -> Duration {
-    let t = Instant::now();
-    while node.role().await.is_none_or(|r| r.0 != "primary") {
-        assert!(
-            t.elapsed() < timeout,
-            "{} not primary within {timeout:?}:\n{}",
-            node.name,
-            node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    t.elapsed()
+    node.wait_role("primary", timeout).await
 }
 
 #[test]

@@ -17,23 +17,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Waits until `node`'s dolt says `role`; how long that took.
-async fn becomes(node: &ClusterNode, role: &str, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if node.role().await.is_some_and(|(r, _)| r == role) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{} is not {role} after {timeout:?}\n{}",
-            node.name,
-            node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn tls_lines(ca: &std::path::Path, client: Option<&Pki>) -> String {
     let mut s = format!("etcd_ca = {:?}\n", ca.display().to_string());
     if let Some(p) = client {
@@ -66,10 +49,10 @@ fn a_cluster_elects_and_fails_over_through_an_etcd_that_requires_client_certific
     a.write_config_with(&etcd.endpoint(), &[b.at()], &tls);
     b.write_config_with(&etcd.endpoint(), &[a.at()], &tls);
     a.start();
-    block_on(becomes(&a, "primary", Duration::from_secs(60)));
+    block_on(a.wait_role("primary", Duration::from_secs(60)));
     b.start();
     block_on(async {
-        becomes(&b, "standby", Duration::from_secs(60)).await;
+        b.wait_role("standby", Duration::from_secs(60)).await;
         // a (the leader) marks b caught up through etcd: only then may b be promoted.
         let start = Instant::now();
         let v = loop {
@@ -97,7 +80,7 @@ fn a_cluster_elects_and_fails_over_through_an_etcd_that_requires_client_certific
         );
         // Host loss of the primary: b takes the lease through TLS.
         a.kill_host();
-        let took = becomes(&b, "primary", Duration::from_secs(3 + 10)).await;
+        let took = b.wait_role("primary", Duration::from_secs(3 + 10)).await;
         println!(
             "failover over TLS: b primary {} ms after a's host loss",
             took.as_millis()

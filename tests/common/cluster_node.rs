@@ -168,6 +168,22 @@ ack_writes_timeout = "2s"
             .flatten()
     }
 
+    /// Waits until this node's dolt says `role` (panics with its log after `timeout`); how
+    /// long that took.
+    pub async fn wait_role(&self, role: &str, timeout: Duration) -> Duration {
+        let t = std::time::Instant::now();
+        while self.role().await.is_none_or(|r| r.0 != role) {
+            assert!(
+                t.elapsed() < timeout,
+                "{} not {role} within {timeout:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        t.elapsed()
+    }
+
     /// The host is lost: SIGKILL to its supervisor and its dolt.
     pub fn kill_host(&self) {
         let s = self.state().expect("state file");
