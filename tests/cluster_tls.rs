@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{ClusterNode, Etcd, Pki};
@@ -138,4 +139,80 @@ fn wrong_tls_settings_for_etcd_are_refused_naming_what_to_fix() {
         // starts afresh.
         node.stop();
     }
+}
+
+/// Copies `from` over `to` as a rotation tool would: a new file renamed into place.
+fn replace_file(from: &Path, to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn a_running_supervisor_takes_renewed_certificates_without_a_restart() {
+    let old = Pki::new();
+    let mut etcd = Etcd::start_tls(&old);
+    let (a, b) = (ClusterNode::new("a"), ClusterNode::new("b"));
+    // The node's own copies, relative to its config file, as an operator would lay them out.
+    let files = [
+        (old.ca(), "etcd-ca.pem"),
+        (old.client_cert(), "etcd-client.pem"),
+        (old.client_key(), "etcd-client-key.pem"),
+    ];
+    for (from, name) in &files {
+        replace_file(from, &a.dir.path().join(name));
+    }
+    a.write_config_with(
+        &etcd.endpoint(),
+        &[b.at()],
+        "etcd_ca = \"etcd-ca.pem\"\netcd_cert = \"etcd-client.pem\"\netcd_key = \"etcd-client-key.pem\"\n",
+    );
+    a.start();
+    block_on(a.wait_role("primary", Duration::from_secs(60)));
+    let supervisor = a.state().unwrap().supervisor.unwrap().pid;
+    // A new CA everywhere: the node's files first, then etcd. The certificates a's supervisor
+    // read at its start are now worthless to this etcd.
+    let new = Pki::new();
+    let renewed = [new.ca(), new.client_cert(), new.client_key()];
+    for (from, (_, name)) in renewed.iter().zip(&files) {
+        replace_file(from, &a.dir.path().join(name));
+    }
+    etcd.restart_with_new_certificates(&new);
+    // Same supervisor, back on etcd: it leads again (it was the last leader and has its data).
+    let start = Instant::now();
+    loop {
+        let leader = etcd.get("/doltctl/t/leader").unwrap_or_default();
+        let epoch: u64 = etcd
+            .get("/doltctl/t/epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        let role = block_on(a.role());
+        if leader.contains("\"a\"")
+            && role
+                .as_ref()
+                .is_some_and(|r| r.0 == "primary" && r.1 == epoch)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "a is not back as the primary: leader {leader:?} epoch {epoch}, dolt {role:?}\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "a led again {} ms after etcd came back with the new certificates",
+        start.elapsed().as_millis()
+    );
+    assert_eq!(
+        a.state().unwrap().supervisor.unwrap().pid,
+        supervisor,
+        "no supervisor restart"
+    );
+    assert!(
+        a.log().contains("etcd TLS files changed; reconnected"),
+        "{}",
+        a.log()
+    );
 }

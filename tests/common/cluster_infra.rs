@@ -151,6 +151,18 @@ struct EtcdTls {
     client_key: PathBuf,
 }
 
+impl EtcdTls {
+    fn of(pki: &super::Pki) -> EtcdTls {
+        EtcdTls {
+            ca: pki.ca(),
+            cert: pki.server_cert(),
+            key: pki.server_key(),
+            client_cert: pki.client_cert(),
+            client_key: pki.client_key(),
+        }
+    }
+}
+
 impl Etcd {
     /// Starts etcd and waits until it reports itself healthy.
     pub fn start() -> Etcd {
@@ -160,13 +172,7 @@ impl Etcd {
     /// Starts an etcd whose client URL is `https://` with `pki`'s server certificate, which
     /// accepts only clients with a certificate `pki`'s CA signed (`--client-cert-auth`).
     pub fn start_tls(pki: &super::Pki) -> Etcd {
-        Etcd::start_with(Some(EtcdTls {
-            ca: pki.ca(),
-            cert: pki.server_cert(),
-            key: pki.server_key(),
-            client_cert: pki.client_cert(),
-            client_key: pki.client_key(),
-        }))
+        Etcd::start_with(Some(EtcdTls::of(pki)))
     }
 
     fn start_with(tls: Option<EtcdTls>) -> Etcd {
@@ -332,6 +338,15 @@ impl Etcd {
         let pid = self.pid().expect("etcd is not running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
             .unwrap_or_else(|e| panic!("{sig} to etcd {pid}: {e}"));
+    }
+
+    /// Restarts a TLS etcd with `pki`'s certificates instead (a rotation to a new CA): same
+    /// ports and data.
+    pub fn restart_with_new_certificates(&mut self, pki: &super::Pki) {
+        assert!(self.tls.is_some(), "not a TLS etcd");
+        self.stop();
+        self.tls = Some(EtcdTls::of(pki));
+        self.spawn();
     }
 
     /// Stops etcd if it runs, starts it again on the same ports with the same data (keys,

@@ -177,7 +177,6 @@ impl Controller {
         self.holding = Some(rec);
     }
 
-    /// Runs until the supervisor ends (the state channel closes).
     /// Runs until the supervisor ends (`stop` fires, or the state channel closes); a primary
     /// then releases its lease, so a standby takes over at once instead of after the TTL (its
     /// dolt is already stopped: the supervisor's loop has ended).
@@ -217,6 +216,17 @@ impl Controller {
     async fn step(&mut self, state: Option<&State>) {
         let ready = state.is_some_and(|s| matches!(s.phase, PhaseRecord::Running { .. }));
         self.server = state.and_then(|s| s.server().cloned());
+        // A stat of each TLS file per tick; a new client only when one changed.
+        match self.etcd.reload_tls_if_changed().await {
+            Ok(true) => self
+                .log
+                .event("cluster: the etcd TLS files changed; reconnected to etcd with them"),
+            Ok(false) => {}
+            Err(e) => self.note(&format!(
+                "cluster: the etcd TLS files changed but cannot be used yet ({e}); still using \
+                 the ones read before"
+            )),
+        }
         // Off the leader's path (its etcd I/O races the fencing deadline); a leader's dolt
         // needs no mark, and one demoted in place is recorded on its first standby tick.
         if self.holding.is_none() {

@@ -31,7 +31,7 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::tls::TlsSettings;
+use super::tls::{files_stamp, FilesStamp, TlsSettings};
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result};
 
@@ -116,6 +116,9 @@ pub struct Etcd {
     prefix: String,
     endpoints: String,
     tls: TlsSettings,
+    /// The config it was made from, and its TLS files as they were then.
+    cluster: ClusterConfig,
+    tls_files: FilesStamp,
     timeout: Duration,
     keeper: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
 }
@@ -126,6 +129,7 @@ impl Etcd {
     pub async fn connect(c: &ClusterConfig, timeout: Duration) -> Result<Etcd> {
         let endpoints = c.etcd.join(",");
         let tls = TlsSettings::of(c);
+        let tls_files = files_stamp(c);
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
@@ -148,9 +152,23 @@ impl Etcd {
             prefix: c.prefix(),
             endpoints,
             tls,
+            cluster: c.clone(),
+            tls_files,
             timeout,
             keeper: None,
         })
+    }
+
+    /// After `etcd_ca`, `etcd_cert` or `etcd_key` changed on disk (a renewed certificate):
+    /// replaces this client with one made from them, so that a running supervisor outlives a
+    /// certificate rotation. `Ok(true)` when it did; an error (a file half-written, say) keeps
+    /// the old client, and the next call tries again.
+    pub async fn reload_tls_if_changed(&mut self) -> Result<bool> {
+        if files_stamp(&self.cluster) == self.tls_files {
+            return Ok(false);
+        }
+        *self = Etcd::connect(&self.cluster, self.timeout).await?;
+        Ok(true)
     }
 
     fn key(&self, name: &str) -> String {

@@ -1,8 +1,9 @@
 //! TLS to etcd: the `[cluster]` keys `etcd_ca`, `etcd_cert` and `etcd_key` read into the etcd
-//! client's options, on every connect: each `doltctl cluster` command, and a supervisor once
-//! at its start (its etcd client reconnects with what it read then).
+//! client's options, on every connect: each `doltctl cluster` command, and a supervisor at its
+//! start and again whenever one of the files changes (certificate rotation needs no restart).
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use etcd_client::{Certificate, Identity, TlsOptions};
 
@@ -27,6 +28,23 @@ pub(crate) fn tls_options(c: &ClusterConfig) -> Result<Option<TlsOptions>> {
         ));
     }
     Ok(Some(tls))
+}
+
+/// The size and modification time of each TLS file, to notice a renewed one (a rename of a
+/// new file over it, or a Kubernetes secret's symlink swap, changes them).
+pub(crate) type FilesStamp = Vec<Option<(u64, Option<SystemTime>)>>;
+
+/// [`FilesStamp`] of `c`'s TLS files now (empty without TLS).
+pub(crate) fn files_stamp(c: &ClusterConfig) -> FilesStamp {
+    [&c.etcd_ca, &c.etcd_cert, &c.etcd_key]
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        })
+        .collect()
 }
 
 /// What the TLS settings were, to say which key an etcd error points at.
