@@ -61,38 +61,19 @@ impl Cluster {
 
     /// `doltctl cluster status --json` through node `via`.
     fn status(&self, via: &str) -> serde_json::Value {
-        let out = self
-            .node(via)
-            .doltctl()
-            .args(["cluster", "status", "--json"])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        self.node(via).status_json()
     }
 
     /// `caught_up` of `node` in `cluster status`.
     fn caught_up_of(&self, node: &str) -> Option<bool> {
-        self.status(node)["nodes"]
-            .as_array()
-            .and_then(|ns| ns.iter().find(|n| n["name"] == node).cloned())
-            .and_then(|n| n["caught_up"].as_bool())
+        self.node(node).caught_up()
     }
 
     /// Waits until the leader has marked each of `nodes` caught up (or, with `want` false,
     /// not caught up).
     async fn wait_marked(&self, nodes: &[&str], want: bool, timeout: Duration) -> Duration {
-        let t = Instant::now();
-        loop {
-            if nodes.iter().all(|n| self.caught_up_of(n) == Some(want)) {
-                return t.elapsed();
-            }
-            assert!(
-                t.elapsed() < timeout,
-                "{nodes:?} not marked caught_up = {want} within {timeout:?}: {:#}",
-                self.status(nodes[0])
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let nodes: Vec<&Node> = nodes.iter().map(|n| self.node(n)).collect();
+        common::wait_marked(&nodes, want, timeout).await
     }
 
     /// Starts a first (it takes the lease), then b and c.

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ClusterNode, Etcd, Pki};
+use common::{wait_marked, ClusterNode, Etcd, Pki};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -30,17 +30,6 @@ fn tls_lines(ca: &std::path::Path, client: Option<&Pki>) -> String {
     s
 }
 
-/// `doltctl cluster status --json` through `node`'s config.
-fn status_json(node: &ClusterNode) -> serde_json::Value {
-    let out = node
-        .doltctl()
-        .args(["cluster", "status", "--json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 #[test]
 fn a_cluster_elects_and_fails_over_through_an_etcd_that_requires_client_certificates() {
     let pki = Pki::new();
@@ -55,23 +44,8 @@ fn a_cluster_elects_and_fails_over_through_an_etcd_that_requires_client_certific
     block_on(async {
         b.wait_role("standby", Duration::from_secs(60)).await;
         // a (the leader) marks b caught up through etcd: only then may b be promoted.
-        let start = Instant::now();
-        let v = loop {
-            let v = status_json(&b);
-            let b_caught_up = v["nodes"].as_array().is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n["name"] == "b" && n["caught_up"] == true)
-            });
-            if b_caught_up {
-                break v;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "b never caught up: {v}\n{}",
-                a.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        wait_marked(&[&b], true, Duration::from_secs(30)).await;
+        let v = b.status_json();
         assert_eq!(v["leader"], "a", "{v}");
         assert_eq!(v["etcd_reachable"], true, "{v}");
         assert!(

@@ -168,6 +168,24 @@ ack_writes_timeout = "2s"
             .flatten()
     }
 
+    /// `doltctl cluster status --json` through this node's config (`Null` if it printed none).
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self
+            .doltctl()
+            .args(["cluster", "status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// This node's `caught_up` in its own `cluster status`.
+    pub fn caught_up(&self) -> Option<bool> {
+        self.status_json()["nodes"]
+            .as_array()
+            .and_then(|ns| ns.iter().find(|n| n["name"] == self.name.as_str()).cloned())
+            .and_then(|n| n["caught_up"].as_bool())
+    }
+
     /// Waits until this node's dolt says `role` (panics with its log after `timeout`); how
     /// long that took.
     pub async fn wait_role(&self, role: &str, timeout: Duration) -> Duration {
@@ -217,5 +235,23 @@ impl Drop for Node {
         if std::thread::panicking() {
             eprintln!("--- log of node {} ---\n{}", self.name, self.log());
         }
+    }
+}
+
+/// Waits until the leader has marked each of `nodes` caught up (or, with `want` false, not
+/// caught up); how long that took.
+pub async fn wait_marked(nodes: &[&Node], want: bool, timeout: Duration) -> Duration {
+    let t = std::time::Instant::now();
+    loop {
+        if nodes.iter().all(|n| n.caught_up() == Some(want)) {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < timeout,
+            "{:?} not marked caught_up = {want} within {timeout:?}: {:#}",
+            nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            nodes[0].status_json()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

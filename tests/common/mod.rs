@@ -17,7 +17,7 @@ mod cluster_infra;
 pub use cluster_infra::*;
 mod cluster_node;
 #[allow(unused_imports)] // each test binary uses a part of the harness
-pub use cluster_node::{Node as ClusterNode, PeerAt};
+pub use cluster_node::{wait_marked, Node as ClusterNode, PeerAt};
 // Certificates for TLS to etcd.
 mod pki;
 #[allow(unused_imports)] // each test binary uses a part of the harness

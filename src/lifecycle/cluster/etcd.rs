@@ -31,7 +31,7 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::tls::{files_stamp, FilesStamp, TlsSettings};
+use super::tls::{files_stamp, hint, FilesStamp};
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result};
 
@@ -103,8 +103,8 @@ fn with_causes(e: &etcd_client::Error) -> String {
 }
 
 /// `message`, and what the TLS settings have to do with it when that shows.
-fn with_hint(tls: &TlsSettings, message: String) -> String {
-    match tls.hint(&message) {
+fn with_hint(c: &ClusterConfig, message: String) -> String {
+    match hint(c, &message) {
         Some(h) => format!("{message} ({h})"),
         None => message,
     }
@@ -115,7 +115,6 @@ pub struct Etcd {
     client: Client,
     prefix: String,
     endpoints: String,
-    tls: TlsSettings,
     /// The config it was made from, and its TLS files as they were then.
     cluster: ClusterConfig,
     tls_files: FilesStamp,
@@ -128,7 +127,6 @@ impl Etcd {
     /// `timeout`.
     pub async fn connect(c: &ClusterConfig, timeout: Duration) -> Result<Etcd> {
         let endpoints = c.etcd.join(",");
-        let tls = TlsSettings::of(c);
         let tls_files = files_stamp(c);
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
@@ -145,13 +143,12 @@ impl Etcd {
             })?
             .map_err(|e| Error::Etcd {
                 endpoints: endpoints.clone(),
-                message: with_hint(&tls, with_causes(&e)),
+                message: with_hint(c, with_causes(&e)),
             })?;
         Ok(Etcd {
             client,
             prefix: c.prefix(),
             endpoints,
-            tls,
             cluster: c.clone(),
             tls_files,
             timeout,
@@ -178,7 +175,7 @@ impl Etcd {
     fn err(&self, message: impl std::fmt::Display) -> Error {
         Error::Etcd {
             endpoints: self.endpoints.clone(),
-            message: with_hint(&self.tls, message.to_string()),
+            message: with_hint(&self.cluster, message.to_string()),
         }
     }
 

@@ -2,7 +2,7 @@
 //! client's options, on every connect: each `doltctl cluster` command, and a supervisor at its
 //! start and again whenever one of the files changes (certificate rotation needs no restart).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use etcd_client::{Certificate, Identity, TlsOptions};
@@ -47,84 +47,65 @@ pub(crate) fn files_stamp(c: &ClusterConfig) -> FilesStamp {
         .collect()
 }
 
-/// What the TLS settings were, to say which key an etcd error points at.
-#[derive(Debug, Clone)]
-pub(crate) struct TlsSettings {
-    https: bool,
-    ca: Option<PathBuf>,
-    client_cert: bool,
-}
-
-impl TlsSettings {
-    pub(crate) fn of(c: &ClusterConfig) -> TlsSettings {
-        TlsSettings {
-            https: c.etcd.iter().any(|u| u.starts_with("https://")),
-            ca: c.etcd_ca.clone(),
-            client_cert: c.etcd_cert.is_some(),
-        }
+/// The key of `c` to fix for an etcd error `message`, when the error shows a TLS cause (the
+/// TLS library's words, as rustls 0.23 writes them); `None` otherwise.
+pub(crate) fn hint(c: &ClusterConfig, message: &str) -> Option<String> {
+    let has = |words: &[&str]| words.iter().any(|w| message.contains(w));
+    if !c.etcd.iter().any(|u| u.starts_with("https://")) {
+        // An http:// client talking to a TLS listener has its connection dropped (reset,
+        // closed or a broken pipe, as the timing goes); a refused one is an etcd that is down.
+        let dropped = [
+            "broken pipe",
+            "BrokenPipe",
+            "ConnectionReset",
+            "connection reset",
+            "connection closed",
+            "frame with invalid size",
+        ];
+        return has(&dropped).then(|| {
+            "if etcd serves TLS, write the endpoints https:// and set [cluster] etcd_ca".into()
+        });
     }
-
-    /// The key to fix for an etcd error `message`, when the error shows a TLS cause (the TLS
-    /// library's words, as rustls 0.23 writes them); `None` otherwise.
-    pub(crate) fn hint(&self, message: &str) -> Option<String> {
-        let has = |words: &[&str]| words.iter().any(|w| message.contains(w));
-        if !self.https {
-            // An http:// client talking to a TLS listener gets its bytes refused.
-            // An http:// client talking to a TLS listener has its connection dropped (reset,
-            // closed or a broken pipe, as the timing goes); a refused one is an etcd that is down.
-            let dropped = [
-                "broken pipe",
-                "BrokenPipe",
-                "ConnectionReset",
-                "connection reset",
-                "connection closed",
-                "frame with invalid size",
-            ];
-            return has(&dropped).then(|| {
-                "if etcd serves TLS, write the endpoints https:// and set [cluster] etcd_ca".into()
-            });
-        }
-        let ca = self
-            .ca
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        if has(&["UnknownIssuer", "BadSignature"]) {
-            return Some(format!(
-                "etcd's certificate is not signed by the CA in [cluster] etcd_ca = {ca}: point \
-                 etcd_ca at the CA that signed it"
-            ));
-        }
-        if has(&["NotValidForName"]) {
-            return Some(
-                "etcd's certificate does not name the host written in [cluster] etcd: use a \
-                 host its subjectAltName lists"
-                    .into(),
-            );
-        }
-        if has(&["Expired", "NotValidYet"]) {
-            return Some("etcd's certificate is expired or not yet valid".into());
-        }
-        if has(&[
-            "BadCertificate",
-            "CertificateRequired",
-            "UnknownCA",
-            "DecryptError",
-        ]) {
-            return Some(if self.client_cert {
-                "etcd refused this node's client certificate: [cluster] etcd_cert must be \
-                 signed by the CA etcd trusts (its --trusted-ca-file)"
-                    .into()
-            } else {
-                "etcd asks for a client certificate: set [cluster] etcd_cert and etcd_key".into()
-            });
-        }
-        (!self.client_cert && has(&["transport error", "connection closed"])).then(|| {
-            "if etcd checks client certificates (--client-cert-auth), set [cluster] etcd_cert \
-             and etcd_key"
+    let ca = c
+        .etcd_ca
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if has(&["UnknownIssuer", "BadSignature"]) {
+        return Some(format!(
+            "etcd's certificate is not signed by the CA in [cluster] etcd_ca = {ca}: point \
+             etcd_ca at the CA that signed it"
+        ));
+    }
+    if has(&["NotValidForName"]) {
+        return Some(
+            "etcd's certificate does not name the host written in [cluster] etcd: use a \
+             host its subjectAltName lists"
+                .into(),
+        );
+    }
+    if has(&["Expired", "NotValidYet"]) {
+        return Some("etcd's certificate is expired or not yet valid".into());
+    }
+    if has(&[
+        "BadCertificate",
+        "CertificateRequired",
+        "UnknownCA",
+        "DecryptError",
+    ]) {
+        return Some(if c.etcd_cert.is_some() {
+            "etcd refused this node's client certificate: [cluster] etcd_cert must be \
+             signed by the CA etcd trusts (its --trusted-ca-file)"
                 .into()
-        })
+        } else {
+            "etcd asks for a client certificate: set [cluster] etcd_cert and etcd_key".into()
+        });
     }
+    (c.etcd_cert.is_none() && has(&["transport error", "connection closed"])).then(|| {
+        "if etcd checks client certificates (--client-cert-auth), set [cluster] etcd_cert \
+             and etcd_key"
+            .into()
+    })
 }
 
 /// The PEM text of `[cluster] key`, checked to hold a `-----BEGIN ...{label}-----` block: the
@@ -151,13 +132,24 @@ fn read_pem(key: &str, path: &Path, label: &str) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
-    fn settings(https: bool, client_cert: bool) -> TlsSettings {
-        TlsSettings {
-            https,
-            ca: https.then(|| PathBuf::from("/etc/ca.pem")),
-            client_cert,
+    /// A `[cluster]` with http:// or https:// etcd, and a client certificate or not.
+    fn settings(https: bool, client_cert: bool) -> ClusterConfig {
+        let scheme = if https { "https" } else { "http" };
+        ClusterConfig {
+            name: "t".into(),
+            node: "a".into(),
+            etcd: vec![format!("{scheme}://127.0.0.1:2379")],
+            etcd_ca: https.then(|| PathBuf::from("/etc/ca.pem")),
+            etcd_cert: client_cert.then(|| PathBuf::from("/etc/a.pem")),
+            etcd_key: client_cert.then(|| PathBuf::from("/etc/a-key.pem")),
+            remotesapi_port: 50051,
+            lease_ttl: std::time::Duration::from_secs(5),
+            ack_writes_timeout: std::time::Duration::from_secs(5),
+            peers: vec![],
         }
     }
 
@@ -165,32 +157,28 @@ mod tests {
     fn tls_failures_are_traced_to_the_key_to_fix() {
         // The TLS library's words, as seen from etcd 3.4 in tests/cluster_tls.rs.
         let unknown = "invalid peer certificate: UnknownIssuer";
-        let hint = settings(true, true).hint(unknown).unwrap();
-        assert!(hint.contains("etcd_ca = /etc/ca.pem"), "{hint}");
+        let h = hint(&settings(true, true), unknown).unwrap();
+        assert!(h.contains("etcd_ca = /etc/ca.pem"), "{h}");
         let refused = "received fatal alert: BadCertificate";
-        assert!(settings(true, false)
-            .hint(refused)
+        assert!(hint(&settings(true, false), refused)
             .unwrap()
             .contains("set [cluster] etcd_cert"));
-        assert!(settings(true, true)
-            .hint(refused)
+        assert!(hint(&settings(true, true), refused)
             .unwrap()
             .contains("refused this node's"));
         let closed = "transport error: hyper::Error(Canceled, \"connection closed\")";
-        assert!(settings(true, false)
-            .hint(closed)
+        assert!(hint(&settings(true, false), closed)
             .unwrap()
             .contains("--client-cert-auth"));
-        assert!(settings(true, true).hint(closed).is_none());
+        assert!(hint(&settings(true, true), closed).is_none());
         let reset = "transport error: hyper::Error(Io, Kind(ConnectionReset))";
-        assert!(settings(false, false)
-            .hint(reset)
+        assert!(hint(&settings(false, false), reset)
             .unwrap()
             .contains("https://"));
         // An etcd that is down is not a TLS matter.
         let down = "transport error: ConnectError(\"tcp connect error\", Connection refused)";
-        assert!(settings(false, false).hint(down).is_none());
-        assert!(settings(true, true).hint(down).is_none());
+        assert!(hint(&settings(false, false), down).is_none());
+        assert!(hint(&settings(true, true), down).is_none());
     }
 
     #[test]
